@@ -1,0 +1,3 @@
+"""Forecourt: one typed GraphQL API for car dealerships."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from forecourt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""One Settings object, read from the environment once."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot run a server safely; the message says what to change."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development", alias="FORECOURT_ENV"
+    )
+    debug: bool = Field(False, alias="FORECOURT_DEBUG")
+    data_dir: Path = Field(Path(".forecourt"), alias="FORECOURT_DATA_DIR")
+    host: str = Field("127.0.0.1", alias="FORECOURT_HOST")
+    port: int = Field(8000, alias="FORECOURT_PORT")
+
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    database_pool_size: int = Field(10, alias="DATABASE_POOL_SIZE")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+
+    jwt_secret: str | None = Field(None, alias="JWT_SECRET")
+    access_token_ttl_seconds: int = Field(24 * 3600, alias="ACCESS_TOKEN_TTL_SECONDS")
+    refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS")
+    # argon2id parameters; tests lower them, production keeps the library's defaults.
+    argon2_time_cost: int = Field(3, alias="ARGON2_TIME_COST")
+    argon2_memory_kib: int = Field(65536, alias="ARGON2_MEMORY_KIB")
+
+    # Request limits, in the spirit of graphql-armor.
+    max_query_depth: int = Field(10, alias="MAX_QUERY_DEPTH")
+    max_aliases: int = Field(15, alias="MAX_ALIASES")
+    max_tokens: int = Field(2000, alias="MAX_TOKENS")
+    max_query_cost: int = Field(5000, alias="MAX_QUERY_COST")
+    max_body_bytes: int = Field(16 * 1024 * 1024, alias="MAX_BODY_BYTES")
+    introspection: bool = Field(True, alias="GRAPHQL_INTROSPECTION")
+    default_page_size: int = Field(20, alias="DEFAULT_PAGE_SIZE")
+    max_page_size: int = Field(100, alias="MAX_PAGE_SIZE")
+
+    ws_keepalive_seconds: float = Field(8.0, alias="WS_KEEPALIVE_SECONDS")
+    ws_connection_init_timeout_seconds: float = Field(10.0, alias="WS_INIT_TIMEOUT_SECONDS")
+    cors_origins: list[str] = Field(default_factory=list, alias="CORS_ORIGINS")
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> "Settings":
+        for name in ("max_query_depth", "max_aliases", "max_tokens", "max_query_cost"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 1 <= self.default_page_size <= self.max_page_size:
+            raise ValueError("DEFAULT_PAGE_SIZE must be between 1 and MAX_PAGE_SIZE")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment in ("development", "test")
+
+    def signing_secret(self) -> str:
+        """The JWT secret: from JWT_SECRET, or in development a random one kept in the data dir.
+
+        There is no built-in default secret, so none can leak: production refuses to start
+        without a strong JWT_SECRET.
+        """
+        if self.jwt_secret:
+            if not self.is_development and len(self.jwt_secret) < MIN_SECRET_LENGTH:
+                raise ConfigurationError(
+                    f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters in production"
+                )
+            return self.jwt_secret
+        if not self.is_development:
+            raise ConfigurationError(
+                "JWT_SECRET is not set: refusing to start in production with a default secret "
+                "(set JWT_SECRET, or FORECOURT_ENV=development for a local server)"
+            )
+        path = self.data_dir / "jwt-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,41 @@
+"""Rules for free text supplied by clients: length, control characters, normalisation."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from forecourt.domain.errors import DomainError
+
+# Tab, newline and carriage return are legitimate in multi-line text; the rest of C0/C1 and NUL
+# (which PostgreSQL cannot store) are not.
+_ALLOWED_CONTROL = {"\t", "\n", "\r"}
+
+
+def clean_text(
+    value: str | None,
+    field: str,
+    *,
+    max_length: int,
+    required: bool = False,
+    multiline: bool = False,
+) -> str | None:
+    """Normalise to NFC, strip, and reject control characters and over-long values."""
+    if value is None:
+        if required:
+            raise DomainError("REQUIRED", f"{field} is required", (field,))
+        return None
+    if len(value) > max_length * 4:  # cheap early exit before normalising megabytes
+        raise DomainError("TOO_LONG", f"{field} must be at most {max_length} characters", (field,))
+    value = unicodedata.normalize("NFC", value).strip()
+    if not value:
+        if required:
+            raise DomainError("REQUIRED", f"{field} is required", (field,))
+        return None
+    if len(value) > max_length:
+        raise DomainError("TOO_LONG", f"{field} must be at most {max_length} characters", (field,))
+    for ch in value:
+        if unicodedata.category(ch) == "Cc" and not (multiline and ch in _ALLOWED_CONTROL):
+            raise DomainError(
+                "INVALID_CHARACTERS", f"{field} contains control characters", (field,)
+            )
+    return value
