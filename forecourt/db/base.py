@@ -20,6 +20,9 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    # Server-generated values (created_at, updated_at) come back with INSERT/UPDATE ... RETURNING
+    # instead of a lazy load, which an async session cannot do.
+    __mapper_args__ = {"eager_defaults": True}
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:

@@ -223,19 +223,28 @@ class ReviewOutcome:
 
 
 def review_application(
-    kind: KycKind, role: Role, approve: bool, reason: str | None
+    kind: KycKind, role: Role, kyc_status: KycStatus, approve: bool, reason: str | None
 ) -> ReviewOutcome:
     """The result of an admin's decision on a pending application.
 
-    Approving a dealer application makes the applicant a DEALER (seed 004 workflow 6); a
-    rejection must say why, so the applicant can fix and re-apply.
+    Approving a dealer application makes the applicant a DEALER (seed 004 workflow 6). A
+    rejection must say why, so the applicant can fix and re-apply; rejecting a dealer
+    application does not take away identity verification the user already had.
     """
     if not approve:
         if not reason:
             raise DomainError("REASON_REQUIRED", "a rejection must give a reason", ("reason",))
-        return ReviewOutcome(KycStatus.REJECTED, KycStatus.REJECTED, role)
+        keep = kind is KycKind.DEALER and kyc_status is KycStatus.APPROVED
+        return ReviewOutcome(
+            KycStatus.REJECTED, KycStatus.APPROVED if keep else KycStatus.REJECTED, role
+        )
     new_role = role
     if kind is KycKind.DEALER and role in (Role.USER, Role.VERIFIED_SELLER):
         new_role = Role.DEALER
     check_role_kyc(new_role, KycStatus.APPROVED)
     return ReviewOutcome(KycStatus.APPROVED, KycStatus.APPROVED, new_role)
+
+
+def kyc_status_while_pending(current: KycStatus) -> KycStatus:
+    """An application under review leaves an already-verified user verified."""
+    return current if current is KycStatus.APPROVED else KycStatus.PENDING

@@ -1,0 +1,142 @@
+"""create_app(): /graphql (HTTP + WebSocket), /health; broadcast connected in the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import orjson
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from forecourt import __version__
+from forecourt.auth.credentials import Credentials
+from forecourt.config import Settings
+from forecourt.db.engine import create_engine, session_factory
+from forecourt.schema.context import AppState, utc_now
+from forecourt.schema.http import GraphQLView, error_response
+from forecourt.schema.root import build_schema
+from forecourt.subscriptions import broadcast as broadcasting
+
+log = logging.getLogger(__name__)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the limit with 413, before they are buffered."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = error_response(
+            413, f"request body exceeds {self.max_bytes} bytes", "PAYLOAD_TOO_LARGE"
+        )
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await too_large(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(
+    settings: Settings, database_url: str, *, clock: Callable[[], datetime] = utc_now
+) -> Starlette:
+    engine = create_engine(database_url, pool_size=settings.database_pool_size)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        broadcast=broadcasting.create_broadcast(settings),
+        credentials=Credentials.from_settings(settings),
+        clock=clock,
+    )
+    view = GraphQLView(build_schema(settings), state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.broadcast.connect()
+        try:
+            yield
+        finally:
+            await state.broadcast.disconnect()
+            await engine.dispose()
+
+    async def health(request: Request) -> Response:
+        report: dict = {
+            "status": "ok",
+            "version": __version__,
+            "uptimeSeconds": round(time.monotonic() - state.started_at, 1),
+        }
+        started = time.perf_counter()
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            report["database"] = {
+                "status": "ok",
+                "latencyMs": round((time.perf_counter() - started) * 1000, 2),
+            }
+        except Exception as err:  # reported, not raised: this endpoint exists to say so
+            log.warning("health: database unreachable: %s", err)
+            report["database"] = {"status": "unavailable"}
+            report["status"] = "degraded"
+        backend = broadcasting.backend_name(settings)
+        try:
+            await broadcasting.ping(state.broadcast, settings)
+            report["broadcast"] = {"backend": backend, "status": "ok"}
+        except Exception as err:
+            log.warning("health: broadcast unreachable: %s", err)
+            report["broadcast"] = {"backend": backend, "status": "unavailable"}
+            report["status"] = "degraded"
+        status = 200 if report["status"] == "ok" else 503
+        return Response(orjson.dumps(report), status_code=status, media_type="application/json")
+
+    middleware = [Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
+            Route("/health", health),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    app.state.forecourt = state
+    return app

@@ -1,0 +1,41 @@
+"""The permission matrix: which actors may run each operation (seed 004 §5).
+
+This table is the single source of truth; every root field carries the `Allowed` permission,
+which looks itself up here, and tests walk every actor against every entry. An operation that
+is missing here cannot be served (the schema refuses to build).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from forecourt.domain.identity import Role
+
+GUEST: Final = "guest"
+Actor = Role | str
+
+SIGNED_IN: frozenset[Actor] = frozenset(Role)
+ANYONE: frozenset[Actor] = SIGNED_IN | {GUEST}
+# Seed 004: bidding is for users, dealers (and verified sellers); not for concierge/manager.
+BIDDERS: frozenset[Actor] = frozenset({Role.USER, Role.VERIFIED_SELLER, Role.DEALER})
+ADMINS: frozenset[Actor] = frozenset({Role.ADMIN})
+
+PERMISSIONS: dict[str, frozenset[Actor]] = {
+    # identity
+    "Query.node": ANYONE,  # each node type applies its own visibility on top
+    "Query.me": ANYONE,  # null for guests
+    "Query.kycApplications": ADMINS,
+    "Mutation.register": ANYONE,
+    "Mutation.login": ANYONE,
+    "Mutation.refreshToken": ANYONE,
+    "Mutation.createApiToken": SIGNED_IN,
+    "Mutation.revokeApiToken": SIGNED_IN,
+    "Mutation.createOrganization": SIGNED_IN,
+    "Mutation.submitKyc": BIDDERS,
+    "Mutation.applyForDealer": frozenset({Role.USER, Role.VERIFIED_SELLER}),
+    "Mutation.reviewKycApplication": ADMINS,
+    "Subscription.accountEvents": SIGNED_IN,
+}
+
+# Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens.
+SESSION_ONLY: frozenset[str] = frozenset({"Mutation.createApiToken"})

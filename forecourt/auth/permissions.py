@@ -1,0 +1,49 @@
+"""Strawberry permission classes that enforce the matrix and per-field visibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from forecourt.auth.errors import Forbidden, Unauthenticated
+from forecourt.auth.matrix import GUEST, PERMISSIONS, SESSION_ONLY
+from forecourt.auth.principal import READ, WRITE, Principal
+
+
+def check_operation(operation: str, principal: Principal | None) -> None:
+    """Raise unless `principal` may run `operation` ("Type.field")."""
+    allowed = PERMISSIONS[operation]
+    if principal is None:
+        if GUEST not in allowed:
+            raise Unauthenticated("sign in to do this")
+        return
+    if principal.role not in allowed:
+        raise Forbidden(f"your role ({principal.role.value}) may not use {operation.split('.')[1]}")
+    if principal.api_token_id is not None:
+        if operation in SESSION_ONLY:
+            raise Forbidden("an API token cannot do this; sign in with a password")
+        needed = WRITE if operation.startswith("Mutation.") else READ
+        if needed not in principal.scopes:
+            raise Forbidden(f"this API token lacks the '{needed}' scope")
+
+
+class Allowed(BasePermission):
+    """Root-field guard: looks the operation up in the permission matrix."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_operation(f"{info.path.typename}.{info.field_name}", info.context.principal)
+        return True
+
+
+class SelfOrAdmin(BasePermission):
+    """For fields of a User only that user and admins may read (e.g. email)."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        principal = info.context.principal
+        if principal is None:
+            raise Unauthenticated("sign in to see this")
+        if not principal.is_self_or_admin(source.user_id):
+            raise Forbidden("only the user and admins may see this")
+        return True

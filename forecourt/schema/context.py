@@ -1,0 +1,101 @@
+"""The typed per-request Context, and the per-process state it draws on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from broadcaster import Broadcast
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from forecourt.auth.authenticate import authenticate, bearer_token
+from forecourt.auth.credentials import Credentials
+from forecourt.auth.principal import Principal
+from forecourt.config import Settings
+from forecourt.db.reader import Reader
+from forecourt.loaders import Loaders
+from forecourt.services import Work
+from forecourt.subscriptions.outbox import Outbox
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AppState:
+    """What one server process shares between requests."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    broadcast: Broadcast
+    credentials: Credentials
+    clock: Callable[[], datetime] = utc_now
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Context:
+    def __init__(self, state: AppState, request: HTTPConnection, response: object) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.request = request
+        self.response = response
+        self.connection_params: dict | None = None  # set by the WebSocket handlers
+        self.principal: Principal | None = None
+        self.outbox = Outbox()
+        self._session: AsyncSession | None = None
+        self._reader: Reader | None = None
+        self._loaders: Loaders | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self.state.sessions()
+        return self._session
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            self._reader = Reader(self.session)
+        return self._reader
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = Loaders(self.reader)
+        return self._loaders
+
+    def now(self) -> datetime:
+        return self.state.clock()
+
+    @property
+    def client_ip(self) -> str | None:
+        client = self.request.client
+        return client.host if client else None
+
+    def work(self) -> Work:
+        return Work(self.session, self.outbox, self.now(), self.principal, self.client_ip)
+
+    async def authenticate(self, authorization: str | None) -> None:
+        """Resolve the caller; raises Unauthenticated for a bad or expired token."""
+        token = bearer_token(authorization)
+        self.principal = await authenticate(
+            self.session, self.state.credentials.access_tokens, token, self.now()
+        )
+        await self.end_reads()
+
+    async def end_reads(self) -> None:
+        """Finish the read transaction and forget cached rows, so what follows (a mutation,
+        the next subscription event) sees the database as it is now."""
+        if self._session is not None and self._session.in_transaction():
+            await self._session.rollback()
+        self._loaders = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,167 @@
+"""GraphQL over HTTP and WebSocket on one path, on top of strawberry's ASGI view.
+
+Where strawberry's defaults differ from the GraphQL-over-HTTP spec we follow the spec: 400 for
+malformed JSON and parse errors, 422 for validation errors, 405 for a mutation over GET; error
+bodies are always JSON with `extensions.code`. WebSockets authenticate from the
+`connection_init` payload and get server pings so idle mobile sockets stay open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from cross_web import HTTPException
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.types.unset import UNSET
+
+from forecourt.auth.errors import AuthError
+from forecourt.schema.context import AppState, Context
+from forecourt.schema.errors import BAD_USER_INPUT, PARSE_FAILED, REQUEST_ERROR_STATUS
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def error_response(status: int, message: str, code: str, headers: dict | None = None) -> Response:
+    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws with server-initiated pings after the connection is acknowledged."""
+
+    _pinger: asyncio.Task | None = None
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._pinger is None:
+            self._pinger = asyncio.create_task(self._ping())
+
+    async def _ping(self) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(self.view.keep_alive_interval)
+                await self.send_message({"type": "ping"})
+
+    async def shutdown(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+        await super().shutdown()
+
+
+class GraphQLView(GraphQL):
+    graphql_transport_ws_handler_class = PingingTransportWSHandler
+
+    def __init__(self, schema: Any, state: AppState) -> None:
+        settings = state.settings
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            keep_alive=True,  # the legacy graphql-ws protocol's "ka" messages
+            keep_alive_interval=settings.ws_keepalive_seconds,
+            connection_init_wait_timeout=timedelta(
+                seconds=settings.ws_connection_init_timeout_seconds
+            ),
+            # Sockets authenticate with a token in connection_init, never with cookies, so a
+            # page on another origin gains nothing it could not do itself.
+            allowed_origins=settings.cors_origins or ["*"],
+        )
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})
+        try:
+            if scope["type"] == "http":
+                request = Request(scope, receive)
+                try:
+                    response = await self.run(request)
+                except HTTPException as err:
+                    code = PARSE_FAILED if err.status_code == 400 else BAD_USER_INPUT
+                    headers = {"Allow": "POST"} if err.status_code == 405 else None
+                    response = error_response(err.status_code, err.reason, code, headers)
+                except AuthError as err:
+                    response = error_response(
+                        401, err.message, err.code, {"WWW-Authenticate": "Bearer"}
+                    )
+                await response(scope, receive, send)
+            else:
+                await self.run(WebSocket(scope, receive=receive, send=send))
+        finally:
+            ctx = scope["state"].get("graphql_context")
+            if ctx is not None:
+                await ctx.close()
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        ctx = Context(self.state, request, response)
+        request.scope["state"]["graphql_context"] = ctx
+        if request.scope["type"] == "http":
+            await ctx.authenticate(request.headers.get("authorization"))
+        return ctx
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        params = context.connection_params or {}
+        authorization = params.get("Authorization") or params.get("authorization")
+        if not authorization and params.get("token"):
+            authorization = f"Bearer {params['token']}"
+        try:
+            await context.authenticate(authorization if isinstance(authorization, str) else None)
+        except AuthError as err:
+            raise ConnectionRejectionError({"message": err.message, "code": err.code}) from err
+        return UNSET
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as err:
+            if isinstance(err.__cause__, InvalidOperationTypeError):
+                raise HTTPException(405, "mutations must be sent with POST") from err
+            raise
+
+    def encode_json(self, data: object) -> str:
+        return orjson.dumps(data).decode()
+
+    async def process_result(self, request: Any, result: Any) -> dict:
+        response = await super().process_result(request, result)
+        if result.errors and result.data is None and _request_error_status(response):
+            response.pop("data", None)  # the operation never ran: no "data" key (spec)
+        return response
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        status = 200
+        if isinstance(response_data, dict):
+            status = _request_error_status(response_data) or 200
+        response = Response(
+            orjson.dumps(response_data), status_code=status, media_type="application/json"
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
+
+
+def _request_error_status(response: dict) -> int | None:
+    """The status of a request error (parse, validation, limits, bad variables), else None."""
+    errors = response.get("errors") or []
+    if not errors or response.get("data") is not None:
+        return None
+    first = errors[0]
+    code = (first.get("extensions") or {}).get("code")
+    if code in REQUEST_ERROR_STATUS:
+        return REQUEST_ERROR_STATUS[code]
+    if code == BAD_USER_INPUT and not first.get("path"):
+        return 400
+    return None

@@ -1,0 +1,213 @@
+"""Identity types: users, tokens, KYC applications, account events."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+import strawberry
+
+from forecourt.auth.permissions import SelfOrAdmin
+from forecourt.db.models import KycApplication, User
+from forecourt.domain.identity import KycKind, KycStatus, Role
+from forecourt.schema.errors import UserError
+from forecourt.schema.organizations import OrganizationType, load_organization
+from forecourt.schema.relay import Node, node_resolver, to_global_id
+from forecourt.schema.scalars import JSON
+
+RoleEnum = strawberry.enum(Role, name="Role")
+KycStatusEnum = strawberry.enum(KycStatus, name="KycStatus")
+KycKindEnum = strawberry.enum(KycKind, name="KycApplicationKind")
+
+
+@strawberry.type(name="User")
+class UserType(Node):
+    user_id: strawberry.Private[uuid.UUID]
+    email_address: strawberry.Private[str]
+    organization_id: strawberry.Private[uuid.UUID | None]
+    display_name: str | None
+    role: RoleEnum
+    kyc_status: KycStatusEnum
+    created_at: datetime
+
+    @strawberry.field(
+        permission_classes=[SelfOrAdmin],
+        description="Visible to the user themself and to admins only.",
+    )
+    def email(self) -> str:
+        return self.email_address
+
+    @strawberry.field(description="Visible to its members and admins.")
+    async def organization(self, info: strawberry.Info) -> OrganizationType | None:
+        return await load_organization(info.context, self.organization_id)
+
+    @classmethod
+    def from_model(cls, user: User) -> "UserType":
+        return cls(
+            id=to_global_id("User", user.id),
+            user_id=user.id,
+            email_address=user.email,
+            organization_id=user.organization_id,
+            display_name=user.display_name,
+            role=Role(user.role),
+            kyc_status=KycStatus(user.kyc_status),
+            created_at=user.created_at,
+        )
+
+
+async def load_user(ctx, user_id: uuid.UUID | None) -> UserType | None:
+    if user_id is None:
+        return None
+    user = await ctx.loaders.user_by_id.load(user_id)
+    return UserType.from_model(user) if user else None
+
+
+@node_resolver("User")
+async def user_node(ctx, raw_id: uuid.UUID) -> UserType | None:
+    return await load_user(ctx, raw_id)
+
+
+@strawberry.type(name="KycApplication")
+class KycApplicationType(Node):
+    applicant_id: strawberry.Private[uuid.UUID]
+    kind: KycKindEnum
+    status: KycStatusEnum
+    details: JSON = strawberry.field(description="What the applicant submitted.")
+    reason: str | None
+    created_at: datetime
+    reviewed_at: datetime | None
+
+    @strawberry.field
+    async def applicant(self, info: strawberry.Info) -> UserType:
+        user = await load_user(info.context, self.applicant_id)
+        assert user is not None
+        return user
+
+    @classmethod
+    def from_model(cls, app: KycApplication) -> "KycApplicationType":
+        return cls(
+            id=to_global_id("KycApplication", app.id),
+            applicant_id=app.user_id,
+            kind=KycKind(app.kind),
+            status=KycStatus(app.status),
+            details=app.data,
+            reason=app.reason,
+            created_at=app.created_at,
+            reviewed_at=app.reviewed_at,
+        )
+
+
+@node_resolver("KycApplication")
+async def kyc_application_node(ctx, raw_id: uuid.UUID) -> KycApplicationType | None:
+    app = await ctx.reader.session.get(KycApplication, raw_id)
+    if app is None or ctx.principal is None or not ctx.principal.is_self_or_admin(app.user_id):
+        return None
+    return KycApplicationType.from_model(app)
+
+
+# ---------------------------------------------------------------- inputs and payloads
+
+
+@strawberry.input
+class RegisterInput:
+    email: str
+    password: str
+    display_name: str | None = None
+    phone: str | None = None
+
+
+@strawberry.input
+class LoginInput:
+    email: str
+    password: str
+
+
+@strawberry.type
+class AuthPayload:
+    access_token: str | None = None
+    refresh_token: str | None = None
+    user: UserType | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class CreateApiTokenInput:
+    name: str
+    scopes: list[str] | None = strawberry.field(
+        default=None, description='"read" and/or "write"; both when omitted.'
+    )
+
+
+@strawberry.type
+class ApiTokenPayload:
+    token: str | None = strawberry.field(default=None, description="Shown once; store it now.")
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class RevokeApiTokenPayload:
+    revoked: bool = False
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class SubmitKycInput:
+    full_name: str
+    id_number: str
+    address: str
+    documents: list[str]
+
+
+@strawberry.input
+class ApplyForDealerInput:
+    business_name: str
+    registration_number: str
+    address: str
+    phone: str
+    documents: list[str]
+
+
+@strawberry.input
+class ReviewKycInput:
+    user_id: strawberry.ID
+    approve: bool
+    reason: str | None = None
+
+
+@strawberry.type
+class UserPayload:
+    user: UserType | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.enum
+class AccountEventType(enum.Enum):
+    KYC_REVIEWED = "KYC_REVIEWED"
+
+
+@strawberry.type
+class AccountEvent:
+    type: AccountEventType
+    occurred_at: datetime
+    approved: bool | None
+    reason: str | None
+    application: KycKindEnum | None
+    user_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field(description="The account as it is now.")
+    async def user(self, info: strawberry.Info) -> UserType:
+        user = await load_user(info.context, self.user_id)
+        assert user is not None
+        return user
+
+    @classmethod
+    def from_message(cls, event: dict) -> "AccountEvent":
+        return cls(
+            type=AccountEventType(event["type"]),
+            occurred_at=datetime.fromisoformat(event["occurredAt"]),
+            approved=event.get("approved"),
+            reason=event.get("reason"),
+            application=KycKind(event["application"]) if event.get("application") else None,
+            user_id=uuid.UUID(event["userId"]),
+        )

@@ -1,0 +1,149 @@
+"""The root types and the assembled schema."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncGenerator
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import DisableIntrospection
+from strawberry.permission import PermissionExtension
+from strawberry.types.execution import ExecutionContext
+
+from forecourt.auth.matrix import PERMISSIONS
+from forecourt.auth.permissions import Allowed
+from forecourt.config import Settings
+from forecourt.resolvers import identity, organizations
+from forecourt.schema import identity as t
+from forecourt.schema.errors import ErrorFormatting, log_unexpected
+from forecourt.schema.limits import Limits, RequestLimits
+from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
+from forecourt.schema.relay import NODE_RESOLVERS, Connection, Node, from_global_id
+
+guarded = functools.partial(strawberry.field, permission_classes=[Allowed])
+guarded_mutation = functools.partial(strawberry.mutation, permission_classes=[Allowed])
+guarded_subscription = functools.partial(strawberry.subscription, permission_classes=[Allowed])
+
+
+@strawberry.type
+class Query:
+    @guarded(description="Any object by its global ID, if you may see it.")
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+        try:
+            type_name, raw = from_global_id(id)
+        except Exception:
+            return None
+        resolver = NODE_RESOLVERS.get(type_name)
+        return await resolver(info.context, raw) if resolver else None
+
+    @guarded(description="The signed-in user; null for guests.")
+    async def me(self, info: strawberry.Info) -> t.UserType | None:
+        return await identity.me(info.context)
+
+    @guarded(description="KYC and dealer applications, newest first (admins).")
+    async def kyc_applications(
+        self,
+        info: strawberry.Info,
+        status: t.KycStatusEnum | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> Connection[t.KycApplicationType]:
+        return await identity.kyc_applications(info.context, status, first, after)
+
+
+@strawberry.type
+class Mutation:
+    @guarded_mutation
+    async def register(self, info: strawberry.Info, input: t.RegisterInput) -> t.AuthPayload:
+        return await identity.register(info.context, input)
+
+    @guarded_mutation
+    async def login(self, info: strawberry.Info, input: t.LoginInput) -> t.AuthPayload:
+        return await identity.login(info.context, input)
+
+    @guarded_mutation(description="Rotate a refresh token; a reused one revokes its family.")
+    async def refresh_token(self, info: strawberry.Info, token: str) -> t.AuthPayload:
+        return await identity.refresh_token(info.context, token)
+
+    @guarded_mutation(description="A personal access token for scripts; shown once.")
+    async def create_api_token(
+        self, info: strawberry.Info, input: t.CreateApiTokenInput
+    ) -> t.ApiTokenPayload:
+        return await identity.create_api_token(info.context, input)
+
+    @guarded_mutation
+    async def revoke_api_token(
+        self, info: strawberry.Info, id: strawberry.ID
+    ) -> t.RevokeApiTokenPayload:
+        return await identity.revoke_api_token(info.context, id)
+
+    @guarded_mutation(description="Found an organization; you become its admin, on FREE.")
+    async def create_organization(
+        self, info: strawberry.Info, input: CreateOrganizationInput
+    ) -> OrganizationPayload:
+        return await organizations.create_organization(info.context, input)
+
+    @guarded_mutation(description="Identity verification, required to bid.")
+    async def submit_kyc(self, info: strawberry.Info, input: t.SubmitKycInput) -> t.UserPayload:
+        return await identity.submit_kyc(info.context, input)
+
+    @guarded_mutation
+    async def apply_for_dealer(
+        self, info: strawberry.Info, input: t.ApplyForDealerInput
+    ) -> t.UserPayload:
+        return await identity.apply_for_dealer(info.context, input)
+
+    @guarded_mutation(description="Approve or reject a pending application (admins; audited).")
+    async def review_kyc_application(
+        self, info: strawberry.Info, input: t.ReviewKycInput
+    ) -> t.UserPayload:
+        return await identity.review_kyc_application(info.context, input)
+
+
+@strawberry.type
+class Subscription:
+    @guarded_subscription(description="Changes to your account, e.g. a reviewed application.")
+    async def account_events(self, info: strawberry.Info) -> AsyncGenerator[t.AccountEvent, None]:
+        async for event in identity.account_events(info.context):
+            yield event
+
+
+class ForecourtSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_unexpected(errors)
+
+
+def root_operations(schema: strawberry.Schema) -> dict[str, list]:
+    """Every root field as "Type.field" -> its permission classes."""
+    found = {}
+    for root in (Query, Mutation, Subscription):
+        definition = root.__strawberry_definition__
+        for field in definition.fields:
+            classes = [
+                p.__class__
+                for ext in field.extensions
+                if isinstance(ext, PermissionExtension)
+                for p in ext.permissions
+            ]
+            found[f"{definition.name}.{field.graphql_name or schema.config.name_converter.get_graphql_name(field)}"] = classes
+    return found
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    extensions: list = [
+        functools.partial(ErrorFormatting, debug=settings.debug),
+        functools.partial(RequestLimits, limits=Limits.from_settings(settings)),
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
+    schema = ForecourtSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+        types=[t.KycApplicationType],
+    )
+    for operation, classes in root_operations(schema).items():
+        if operation not in PERMISSIONS or Allowed not in classes:
+            raise RuntimeError(f"{operation} is not guarded by the permission matrix")
+    return schema

@@ -1,0 +1,45 @@
+"""Scalars: Money is a decimal string (never a float); DateTime is ISO 8601 UTC; JSON."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import NewType
+
+import strawberry
+from strawberry.scalars import JSON
+
+__all__ = ["JSON", "Money", "parse_money"]
+
+MONEY_MAX = Decimal("9999999999999.99")  # DECIMAL(15,2)
+
+
+def parse_money(value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError("Money must be a decimal string such as \"1250000.00\"")
+    text = str(value).strip()
+    if len(text) > 32:
+        raise ValueError("Money value is too long")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a decimal amount") from None
+    if not amount.is_finite():
+        raise ValueError("Money must be a finite amount")
+    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ValueError("Money has at most two decimal places")
+    if abs(amount) > MONEY_MAX:
+        raise ValueError(f"Money must be at most {MONEY_MAX}")
+    return amount.quantize(Decimal("0.01"))
+
+
+def serialize_money(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+Money = strawberry.scalar(
+    NewType("Money", Decimal),
+    name="Money",
+    description='A decimal amount as a string, e.g. "1250000.00"; never a float.',
+    serialize=serialize_money,
+    parse_value=parse_money,
+)

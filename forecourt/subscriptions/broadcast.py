@@ -1,0 +1,27 @@
+"""The process's broadcast: in-memory by default, Redis when REDIS_URL is set."""
+
+from __future__ import annotations
+
+from broadcaster import Broadcast
+
+from forecourt.config import Settings
+
+
+def create_broadcast(settings: Settings) -> Broadcast:
+    return Broadcast(settings.redis_url or "memory://")
+
+
+def backend_name(settings: Settings) -> str:
+    return "redis" if settings.redis_url else "memory"
+
+
+async def ping(broadcast: Broadcast, settings: Settings) -> None:
+    """Raise if the broadcast backend is unreachable."""
+    if settings.redis_url:
+        import redis.asyncio as redis
+
+        client = redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()

@@ -1,0 +1,9 @@
+"""Channel names: one per aggregate."""
+
+from __future__ import annotations
+
+import uuid
+
+
+def user_channel(user_id: uuid.UUID) -> str:
+    return f"user:{user_id}"
