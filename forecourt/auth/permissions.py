@@ -41,6 +41,8 @@ class SelfOrAdmin(BasePermission):
     """For fields of a User only that user and admins may read (e.g. email)."""
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        if source.is_own_account:
+            return True
         principal = info.context.principal
         if principal is None:
             raise Unauthenticated("sign in to see this")

@@ -22,7 +22,7 @@ def _session_fields(session: service.Session) -> dict:
     return {
         "access_token": session.access_token,
         "refresh_token": session.refresh_token,
-        "user": t.UserType.from_model(session.user),
+        "user": t.UserType.from_model(session.user, is_own_account=True),
     }
 
 

@@ -26,6 +26,8 @@ class UserType(Node):
     user_id: strawberry.Private[uuid.UUID]
     email_address: strawberry.Private[str]
     organization_id: strawberry.Private[uuid.UUID | None]
+    # True on the user returned by register/login/refresh: the caller just proved who they are.
+    is_own_account: strawberry.Private[bool]
     display_name: str | None
     role: RoleEnum
     kyc_status: KycStatusEnum
@@ -43,9 +45,10 @@ class UserType(Node):
         return await load_organization(info.context, self.organization_id)
 
     @classmethod
-    def from_model(cls, user: User) -> "UserType":
+    def from_model(cls, user: User, *, is_own_account: bool = False) -> "UserType":
         return cls(
             id=to_global_id("User", user.id),
+            is_own_account=is_own_account,
             user_id=user.id,
             email_address=user.email,
             organization_id=user.organization_id,

@@ -9,6 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import DisableIntrospection
 from strawberry.permission import PermissionExtension
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
 from forecourt.auth.matrix import PERMISSIONS
@@ -20,6 +21,7 @@ from forecourt.schema.errors import ErrorFormatting, log_unexpected
 from forecourt.schema.limits import Limits, RequestLimits
 from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
 from forecourt.schema.relay import NODE_RESOLVERS, Connection, Node, from_global_id
+from forecourt.schema.scalars import SCALAR_MAP
 
 guarded = functools.partial(strawberry.field, permission_classes=[Allowed])
 guarded_mutation = functools.partial(strawberry.mutation, permission_classes=[Allowed])
@@ -140,8 +142,16 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     schema = ForecourtSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
         types=[t.KycApplicationType],
+        config=StrawberryConfig(
+            scalar_map=SCALAR_MAP,
+            # Suggestions would reveal the schema that disabled introspection hides.
+            disable_field_suggestions=not settings.introspection,
+        ),
     )
     for operation, classes in root_operations(schema).items():
         if operation not in PERMISSIONS or Allowed not in classes:

@@ -8,7 +8,7 @@ from typing import NewType
 import strawberry
 from strawberry.scalars import JSON
 
-__all__ = ["JSON", "Money", "parse_money"]
+__all__ = ["JSON", "SCALAR_MAP", "Money", "parse_money"]
 
 MONEY_MAX = Decimal("9999999999999.99")  # DECIMAL(15,2)
 
@@ -36,10 +36,13 @@ def serialize_money(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
-Money = strawberry.scalar(
-    NewType("Money", Decimal),
-    name="Money",
-    description='A decimal amount as a string, e.g. "1250000.00"; never a float.',
-    serialize=serialize_money,
-    parse_value=parse_money,
-)
+Money = NewType("Money", Decimal)
+
+SCALAR_MAP = {
+    Money: strawberry.scalar(
+        name="Money",
+        description='A decimal amount as a string, e.g. "1250000.00"; never a float.',
+        serialize=serialize_money,
+        parse_value=parse_money,
+    )
+}

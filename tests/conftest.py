@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import asyncpg
+import pytest
+
+from forecourt.config import Settings
+from forecourt.db.engine import plain_url
+from tests.harness import Clock, EmbeddedPostgres, GraphQLClient, LiveServer, RedisServer
+
+PASSWORD = "Sup3rSecret!"
+_emails = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    pg = EmbeddedPostgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def database_url(postgres):
+    name = await postgres.create_database()
+    yield postgres.url(name)
+    await postgres.drop_database(name)
+
+
+@pytest.fixture
+async def db(database_url):
+    """A plain asyncpg connection to the test's database, for arranging and asserting."""
+    conn = await asyncpg.connect(plain_url(database_url))
+    yield conn
+    await conn.close()
+
+
+def make_settings(tmp_path, **overrides) -> Settings:
+    values = {
+        "FORECOURT_ENV": "test",
+        "FORECOURT_DATA_DIR": str(tmp_path),
+        "JWT_SECRET": "test-secret-" + "x" * 40,
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_KIB": 1024,
+        "WS_KEEPALIVE_SECONDS": 8,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def server(settings, database_url, clock):
+    live = LiveServer(settings, database_url, clock).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+async def gql(server):
+    client = GraphQLClient(server.url)
+    yield client
+    await client.close()
+
+
+REGISTER = """
+mutation($input: RegisterInput!) {
+  register(input: $input) {
+    accessToken refreshToken user { id email role kycStatus }
+    userErrors { field code message }
+  }
+}"""
+
+
+class Account:
+    def __init__(self, token: str, refresh: str, user_id: str, raw_id: uuid.UUID, email: str) -> None:
+        self.token, self.refresh, self.id, self.raw_id, self.email = token, refresh, user_id, raw_id, email
+
+
+@pytest.fixture
+def make_user(gql, db):
+    """Register a user through the API; give them a role (and approved KYC) directly."""
+
+    async def make(role: str = "user", *, kyc: str | None = None) -> Account:
+        email = f"user{next(_emails)}-{uuid.uuid4().hex[:6]}@example.com"
+        body = await gql(REGISTER, {"input": {"email": email, "password": PASSWORD}})
+        payload = body["data"]["register"]
+        assert payload["userErrors"] == [], payload
+        raw = await db.fetchval("SELECT id FROM users WHERE email = $1", email)
+        if role != "user" or kyc:
+            status = kyc or ("approved" if role in ("dealer", "verified_seller") else "none")
+            await db.execute("UPDATE users SET role = $1, kyc_status = $2 WHERE id = $3", role, status, raw)
+        return Account(payload["accessToken"], payload["refreshToken"], payload["user"]["id"], raw, email)
+
+    return make
