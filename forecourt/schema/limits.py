@@ -204,7 +204,7 @@ def _selection_cost(
             children = _selection_cost(
                 named, selection.selection_set, fragments, variables, default_page_size, None, seen
             )
-            total += own + _multiplier(field, selection, variables, default_page_size) * children
+            total += own + _multiplier(parent, field, selection, variables, default_page_size) * children
         elif isinstance(selection, InlineFragmentNode):
             target = parent
             if selection.type_condition is not None:
@@ -230,7 +230,11 @@ def parent_schema_type(parent: Any, name: str) -> Any:
     return parent if parent.name == name else None
 
 
-def _multiplier(field: Any, node: FieldNode, variables: dict[str, Any], default: int) -> int:
+def _multiplier(
+    parent: Any, field: Any, node: FieldNode, variables: dict[str, Any], default: int
+) -> int:
+    if parent.name.endswith("Connection"):
+        return 1  # a connection's edges were already multiplied by the connection's `first`
     for arg_name in MULTIPLIER_ARGUMENTS:
         arg = field.args.get(arg_name)
         if arg is None:
