@@ -35,7 +35,7 @@ async def authenticate(
         raise Unauthenticated("invalid token")
     if token.startswith(API_TOKEN_PREFIX):
         return await _from_api_token(session, token, now)
-    claims = access_tokens.decode(token)
+    claims = access_tokens.decode(token, now)
     user = await session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise Unauthenticated("this account is not active")
