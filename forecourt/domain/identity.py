@@ -116,7 +116,9 @@ def validate_registration(
     v = Validator()
     email_n = v.run(normalize_email, email)
     v.run(check_password, password)
-    name = v.run(clean_text, display_name, "displayName", max_length=DISPLAY_NAME_MAX_LENGTH)
+    name = v.run(
+        clean_text, display_name, "displayName", max_length=DISPLAY_NAME_MAX_LENGTH, name=True
+    )
     phone_n = v.run(normalize_phone, phone)
     v.check()
     return Registration(email_n, password, name, phone_n)  # type: ignore[arg-type]
@@ -164,7 +166,9 @@ def validate_bidder_kyc(
 ) -> dict:
     v = Validator()
     data = {
-        "fullName": v.run(clean_text, full_name, "fullName", max_length=KYC_FIELD_MAX, required=True),
+        "fullName": v.run(
+            clean_text, full_name, "fullName", max_length=KYC_FIELD_MAX, required=True, name=True
+        ),
         "idNumber": v.run(clean_text, id_number, "idNumber", max_length=64, required=True),
         "address": v.run(
             clean_text, address, "address", max_length=KYC_FIELD_MAX, required=True, multiline=True
@@ -185,7 +189,8 @@ def validate_dealer_application(
     v = Validator()
     data = {
         "businessName": v.run(
-            clean_text, business_name, "businessName", max_length=KYC_FIELD_MAX, required=True
+            clean_text, business_name, "businessName", max_length=KYC_FIELD_MAX, required=True,
+            name=True,
         ),
         "registrationNumber": v.run(
             clean_text, registration_number, "registrationNumber", max_length=64, required=True

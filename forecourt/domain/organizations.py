@@ -30,7 +30,7 @@ PLAN_MINUTES: dict[PlanTier, int] = {
 
 
 def validate_organization_name(name: str | None) -> str:
-    cleaned = clean_text(name, "name", max_length=ORGANIZATION_NAME_MAX, required=True)
+    cleaned = clean_text(name, "name", max_length=ORGANIZATION_NAME_MAX, required=True, name=True)
     assert cleaned is not None
     return cleaned
 

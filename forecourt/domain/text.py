@@ -9,6 +9,7 @@ from forecourt.domain.errors import DomainError
 # Tab, newline and carriage return are legitimate in multi-line text; the rest of C0/C1 and NUL
 # (which PostgreSQL cannot store) are not.
 _ALLOWED_CONTROL = {"\t", "\n", "\r"}
+_MARKUP = set("<>{}")
 
 
 def clean_text(
@@ -18,8 +19,13 @@ def clean_text(
     max_length: int,
     required: bool = False,
     multiline: bool = False,
+    name: bool = False,
 ) -> str | None:
-    """Normalise to NFC, strip, and reject control characters and over-long values."""
+    """Normalise to NFC, strip, and reject control characters and over-long values.
+
+    `name` marks a person's or business's name: markup characters have no place there and
+    are refused rather than stored for some page to render.
+    """
     if value is None:
         if required:
             raise DomainError("REQUIRED", f"{field} is required", (field,))
@@ -33,6 +39,8 @@ def clean_text(
         return None
     if len(value) > max_length:
         raise DomainError("TOO_LONG", f"{field} must be at most {max_length} characters", (field,))
+    if name and any(ch in _MARKUP for ch in value):
+        raise DomainError("INVALID_CHARACTERS", f"{field} must not contain < > or {{ }}", (field,))
     for ch in value:
         if unicodedata.category(ch) == "Cc" and not (multiline and ch in _ALLOWED_CONTROL):
             raise DomainError(

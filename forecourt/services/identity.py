@@ -157,7 +157,7 @@ async def create_api_token(
     work: Work, *, name: str | None, scopes: list[str] | None
 ) -> tuple[str, ApiToken]:
     assert work.actor is not None
-    name = clean_text(name, "name", max_length=100, required=True)
+    name = clean_text(name, "name", max_length=100, required=True, name=True)
     wanted = frozenset(scopes) if scopes is not None else ALL_SCOPES
     unknown = sorted(wanted - ALL_SCOPES)
     if unknown or not wanted:

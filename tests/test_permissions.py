@@ -1,0 +1,111 @@
+"""The permission matrix, walked: every actor against every operation."""
+
+import uuid
+
+import pytest
+
+from forecourt.auth.errors import Forbidden, Unauthenticated
+from forecourt.auth.matrix import GUEST, PERMISSIONS, SESSION_ONLY
+from forecourt.auth.permissions import Allowed, check_operation
+from forecourt.auth.principal import READ, Principal
+from forecourt.config import Settings
+from forecourt.domain.identity import KycStatus, Role
+from forecourt.schema.root import build_schema, root_operations
+from tests.test_identity import DEALER, KYC
+
+ACTORS = [GUEST, *Role]
+
+
+def sample(operation: str) -> tuple[str, dict]:
+    """A well-formed call of each operation; what it does is beside the point here."""
+    email = f"walk-{uuid.uuid4().hex[:8]}@example.com"
+    return {
+        "Query.node": ('{ node(id: "VXNlcjox") { id } }', {}),
+        "Query.me": ("{ me { id } }", {}),
+        "Query.kycApplications": ("{ kycApplications { totalCount } }", {}),
+        "Mutation.register": (
+            "mutation($i: RegisterInput!) { register(input: $i) { userErrors { code } } }",
+            {"i": {"email": email, "password": "Passw0rdX"}},
+        ),
+        "Mutation.login": (
+            "mutation($i: LoginInput!) { login(input: $i) { userErrors { code } } }",
+            {"i": {"email": email, "password": "Passw0rdX"}},
+        ),
+        "Mutation.refreshToken": ('mutation { refreshToken(token: "fc_rt_x") { userErrors { code } } }', {}),
+        "Mutation.createApiToken": ('mutation { createApiToken(input: {name: "t"}) { userErrors { code } } }', {}),
+        "Mutation.revokeApiToken": ('mutation { revokeApiToken(id: "eA") { userErrors { code } } }', {}),
+        "Mutation.createOrganization": (
+            'mutation { createOrganization(input: {name: "Org"}) { userErrors { code } } }', {}
+        ),
+        "Mutation.submitKyc": (
+            "mutation($i: SubmitKycInput!) { submitKyc(input: $i) { userErrors { code } } }", {"i": KYC}
+        ),
+        "Mutation.applyForDealer": (
+            "mutation($i: ApplyForDealerInput!) { applyForDealer(input: $i) { userErrors { code } } }",
+            {"i": DEALER},
+        ),
+        "Mutation.reviewKycApplication": (
+            'mutation { reviewKycApplication(input: {userId: "VXNlcjox", approve: true}) { userErrors { code } } }',
+            {},
+        ),
+    }[operation]
+
+
+HTTP_OPERATIONS = [op for op in PERMISSIONS if not op.startswith("Subscription.")]
+
+
+def test_every_root_field_is_in_the_matrix_and_guarded():
+    schema = build_schema(Settings(FORECOURT_ENV="test"))
+    operations = root_operations(schema)
+    assert set(operations) == set(PERMISSIONS)
+    assert all(Allowed in classes for classes in operations.values())
+
+
+def test_every_operation_has_a_sample():
+    for operation in HTTP_OPERATIONS:
+        assert sample(operation)
+
+
+async def test_walk_every_actor_against_every_operation(gql, make_user):
+    tokens = {GUEST: None}
+    for role in Role:
+        tokens[role] = (await make_user(role.value)).token
+    mismatches = []
+    for operation in HTTP_OPERATIONS:
+        for actor in ACTORS:
+            query, variables = sample(operation)
+            body = await gql(query, variables, token=tokens[actor])
+            codes = {e.get("extensions", {}).get("code") for e in body.get("errors", [])}
+            denied = bool(codes & {"UNAUTHENTICATED", "FORBIDDEN"})
+            expected_denied = actor not in PERMISSIONS[operation]
+            if denied != expected_denied:
+                mismatches.append((operation, str(actor), codes))
+            if expected_denied:
+                want = "UNAUTHENTICATED" if actor == GUEST else "FORBIDDEN"
+                if want not in codes:
+                    mismatches.append((operation, str(actor), codes, "wanted " + want))
+    assert mismatches == []
+
+
+@pytest.mark.parametrize("operation", sorted(PERMISSIONS))
+@pytest.mark.parametrize("actor", ACTORS, ids=str)
+def test_check_operation_matches_the_matrix(operation, actor):
+    principal = None if actor == GUEST else Principal(uuid.uuid4(), actor, KycStatus.NONE)
+    allowed = actor in PERMISSIONS[operation]
+    if allowed:
+        check_operation(operation, principal)
+    else:
+        with pytest.raises(Unauthenticated if actor == GUEST else Forbidden):
+            check_operation(operation, principal)
+
+
+def test_api_token_scopes_and_session_only_operations():
+    read_only = Principal(uuid.uuid4(), Role.ADMIN, KycStatus.NONE, api_token_id=uuid.uuid4(),
+                          scopes=frozenset({READ}))
+    check_operation("Query.me", read_only)
+    with pytest.raises(Forbidden):
+        check_operation("Mutation.createOrganization", read_only)
+    full = Principal(uuid.uuid4(), Role.ADMIN, KycStatus.NONE, api_token_id=uuid.uuid4())
+    for operation in SESSION_ONLY:
+        with pytest.raises(Forbidden):
+            check_operation(operation, full)
