@@ -7,11 +7,10 @@ unexpected is logged with its traceback and masked as INTERNAL unless debug is o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from forecourt.auth.errors import AuthError
 from forecourt.domain.errors import DomainError
@@ -41,68 +40,36 @@ def user_errors(err: DomainError, prefix: tuple[str, ...] = ("input",)) -> list[
     ]
 
 
-class ErrorFormatting(SchemaExtension):
-    def __init__(self, *, debug: bool = False) -> None:
-        self.debug = debug
-        self.phase = "parse"
+def format_errors(errors: list[GraphQLError], execution_context: Any, *, debug: bool) -> None:
+    """Give every error its code, log the unexpected ones, and mask them outside debug.
 
-    def on_parse(self) -> Iterator[None]:
-        self.phase = "parse"
-        yield
-
-    def on_validate(self) -> Iterator[None]:
-        self.phase = "validate"
-        yield
-
-    def on_execute(self) -> Iterator[None]:
-        self.phase = "execute"
-        yield
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [self.format(e) for e in result.errors]
-
-    def format(self, error: GraphQLError) -> GraphQLError:
-        extensions = dict(error.extensions or {})
+    Strawberry calls this (through Schema.process_errors) on every path — HTTP, WebSocket,
+    request errors and field errors — so it works in place. Where the error arose follows
+    from how far the request got: no document means parsing failed; no result yet means
+    validation failed (limits included); otherwise the operation was executing.
+    """
+    for error in errors:
+        extensions = error.extensions if error.extensions is not None else {}
+        error.extensions = extensions
+        if "code" in extensions:
+            continue
         original = error.original_error
-        message = error.message
         if isinstance(original, AuthError):
             extensions["code"] = original.code
         elif isinstance(original, DomainError):
             extensions.update(code=BAD_USER_INPUT, reason=original.code)
             if original.field:
                 extensions["field"] = list(original.field)
-        elif "code" in extensions:
-            pass
-        elif self.phase == "parse":
+        elif execution_context is None or execution_context.graphql_document is None:
             extensions["code"] = PARSE_FAILED
-        elif self.phase == "validate":
+        elif execution_context.result is None and not error.path:
             extensions["code"] = VALIDATION_FAILED
         elif not error.path:
             extensions["code"] = BAD_USER_INPUT  # variable values that do not fit their types
         else:
             extensions["code"] = INTERNAL
-            if not self.debug:
-                message = "Internal server error"
-        return GraphQLError(
-            message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            original_error=original if self.debug or extensions["code"] != INTERNAL else None,
-            extensions=extensions,
-        )
-
-
-def log_unexpected(errors: list[GraphQLError]) -> None:
-    for error in errors:
-        original = error.original_error
-        if (
-            error.path
-            and original is not None
-            and not isinstance(original, (AuthError, DomainError, GraphQLError))
-        ):
-            log.error("unexpected error in %s", error.path, exc_info=original)
+            if original is not None and not isinstance(original, GraphQLError):
+                log.error("unexpected error in %s", error.path, exc_info=original)
+            if not debug:
+                error.message = "Internal server error"
+                error.original_error = None

@@ -17,7 +17,7 @@ from forecourt.auth.permissions import Allowed
 from forecourt.config import Settings
 from forecourt.resolvers import identity, organizations
 from forecourt.schema import identity as t
-from forecourt.schema.errors import ErrorFormatting, log_unexpected
+from forecourt.schema.errors import format_errors
 from forecourt.schema.limits import Limits, RequestLimits
 from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
 from forecourt.schema.relay import NODE_RESOLVERS, Connection, Node, from_global_id
@@ -112,10 +112,12 @@ class Subscription:
 
 
 class ForecourtSchema(strawberry.Schema):
+    debug = False
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        log_unexpected(errors)
+        format_errors(errors, execution_context, debug=self.debug)
 
 
 def root_operations(schema: strawberry.Schema) -> dict[str, list]:
@@ -136,7 +138,6 @@ def root_operations(schema: strawberry.Schema) -> dict[str, list]:
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
-        functools.partial(ErrorFormatting, debug=settings.debug),
         functools.partial(RequestLimits, limits=Limits.from_settings(settings)),
     ]
     if not settings.introspection:
@@ -153,6 +154,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             disable_field_suggestions=not settings.introspection,
         ),
     )
+    schema.debug = settings.debug
     for operation, classes in root_operations(schema).items():
         if operation not in PERMISSIONS or Allowed not in classes:
             raise RuntimeError(f"{operation} is not guarded by the permission matrix")

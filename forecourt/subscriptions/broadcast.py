@@ -5,10 +5,13 @@ from __future__ import annotations
 from broadcaster import Broadcast
 
 from forecourt.config import Settings
+from forecourt.subscriptions.redis_backend import RedisPubSubBackend
 
 
 def create_broadcast(settings: Settings) -> Broadcast:
-    return Broadcast(settings.redis_url or "memory://")
+    if settings.redis_url:
+        return Broadcast(backend=RedisPubSubBackend(settings.redis_url))
+    return Broadcast("memory://")
 
 
 def backend_name(settings: Settings) -> str:
