@@ -6,12 +6,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import strawberry
+
 from forecourt.domain.errors import DomainError
 from forecourt.schema.context import Context
 from forecourt.schema.errors import user_errors
 from forecourt.services import Work
 
 P = TypeVar("P")
+T = TypeVar("T")
+
+
+def optional(value: T) -> T | None:
+    """An optional input field the client left out (UNSET) is None to the services."""
+    return None if value is strawberry.UNSET else value
 
 
 async def run_mutation(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from forecourt.db.models import KycApplication
 from forecourt.db.pagination import count, keyset_page, page_size
 from forecourt.domain.identity import KycStatus
-from forecourt.resolvers.base import run_mutation
+from forecourt.resolvers.base import optional, run_mutation
 from forecourt.schema import identity as t
 from forecourt.schema.context import Context
 from forecourt.schema.relay import Connection, Edge, PageInfo, from_global_id
@@ -40,8 +40,8 @@ async def register(ctx: Context, data: t.RegisterInput) -> t.AuthPayload:
                 ctx.state.credentials,
                 email=data.email,
                 password=data.password,
-                display_name=data.display_name,
-                phone=data.phone,
+                display_name=optional(data.display_name),
+                phone=optional(data.phone),
             )
         )
 
@@ -68,7 +68,7 @@ async def refresh_token(ctx: Context, token: str) -> t.AuthPayload:
 
 async def create_api_token(ctx: Context, data: t.CreateApiTokenInput) -> t.ApiTokenPayload:
     async def op(work):
-        secret, _ = await service.create_api_token(work, name=data.name, scopes=data.scopes)
+        secret, _ = await service.create_api_token(work, name=data.name, scopes=optional(data.scopes))
         return {"token": secret}
 
     return await run_mutation(ctx, t.ApiTokenPayload, op)
@@ -116,7 +116,7 @@ async def review_kyc_application(ctx: Context, data: t.ReviewKycInput) -> t.User
     async def op(work):
         _, user_id = from_global_id(data.user_id, "User", ("userId",))
         user = await service.review_application(
-            work, user_id=user_id, approve=data.approve, reason=data.reason
+            work, user_id=user_id, approve=data.approve, reason=optional(data.reason)
         )
         return {"user": t.UserType.from_model(user)}
 

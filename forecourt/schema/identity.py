@@ -116,8 +116,8 @@ async def kyc_application_node(ctx, raw_id: uuid.UUID) -> KycApplicationType | N
 class RegisterInput:
     email: str
     password: str
-    display_name: str | None = None
-    phone: str | None = None
+    display_name: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
 
 
 @strawberry.input
@@ -138,7 +138,7 @@ class AuthPayload:
 class CreateApiTokenInput:
     name: str
     scopes: list[str] | None = strawberry.field(
-        default=None, description='"read" and/or "write"; both when omitted.'
+        default=strawberry.UNSET, description='"read" and/or "write"; both when omitted.'
     )
 
 
@@ -175,7 +175,7 @@ class ApplyForDealerInput:
 class ReviewKycInput:
     user_id: strawberry.ID
     approve: bool
-    reason: str | None = None
+    reason: str | None = strawberry.UNSET
 
 
 @strawberry.type
