@@ -293,3 +293,21 @@ async def test_invalid_cursor_and_page_size(gql, make_user):
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "reason": "INVALID_CURSOR", "field": ["after"]}
     body = await gql("{ kycApplications(first: 1000) { totalCount } }", token=admin.token)
     assert body["errors"][0]["extensions"]["reason"] == "PAGE_SIZE_TOO_LARGE"
+
+
+async def test_api_tokens_are_listed_without_their_secret(gql, make_user, server):
+    account, other = await make_user(), await make_user()
+    created = await gql("mutation { createApiToken(input: {name: \"nightly import\", scopes: [\"write\", \"read\"]}) "
+                        "{ token apiToken { id name prefix scopes lastUsedAt } userErrors { code } } }",
+                        token=account.token)
+    payload = created["data"]["createApiToken"]
+    assert payload["token"].startswith(payload["apiToken"]["prefix"])
+    assert payload["apiToken"]["scopes"] == ["read", "write"]
+    await gql("{ me { id } }", token=payload["token"])  # marks it used
+    listed = await gql("{ me { apiTokens { id name lastUsedAt } } }", token=account.token)
+    assert listed["data"]["me"]["apiTokens"][0]["id"] == payload["apiToken"]["id"]
+    assert listed["data"]["me"]["apiTokens"][0]["lastUsedAt"] is not None
+    assert payload["token"] not in str(listed)
+    hidden = await gql("query($id: ID!) { node(id: $id) { ... on User { apiTokens { id } } } }",
+                       {"id": account.id}, token=other.token)
+    assert hidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"

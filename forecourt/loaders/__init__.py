@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from forecourt.db.reader import Reader
-from forecourt.loaders.identity import UserByIdLoader
+from forecourt.loaders.identity import ApiTokensByUserLoader, UserByIdLoader
 from forecourt.loaders.organizations import OrganizationByIdLoader
 
 
@@ -20,3 +20,7 @@ class Loaders:
     @cached_property
     def organization_by_id(self) -> OrganizationByIdLoader:
         return OrganizationByIdLoader(self._reader)
+
+    @cached_property
+    def api_tokens_by_user(self) -> ApiTokensByUserLoader:
+        return ApiTokensByUserLoader(self._reader)

@@ -68,8 +68,11 @@ async def refresh_token(ctx: Context, token: str) -> t.AuthPayload:
 
 async def create_api_token(ctx: Context, data: t.CreateApiTokenInput) -> t.ApiTokenPayload:
     async def op(work):
-        secret, _ = await service.create_api_token(work, name=data.name, scopes=optional(data.scopes))
-        return {"token": secret}
+        secret, row = await service.create_api_token(
+            work, name=data.name, scopes=optional(data.scopes)
+        )
+        await work.session.flush()
+        return {"token": secret, "api_token": t.ApiTokenType.from_model(row)}
 
     return await run_mutation(ctx, t.ApiTokenPayload, op)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import strawberry
 
 from forecourt.auth.permissions import SelfOrAdmin
-from forecourt.db.models import KycApplication, User
+from forecourt.db.models import ApiToken, KycApplication, User
 from forecourt.domain.identity import KycKind, KycStatus, Role
 from forecourt.schema.errors import UserError
 from forecourt.schema.organizations import OrganizationType, load_organization
@@ -44,6 +44,14 @@ class UserType(Node):
     async def organization(self, info: strawberry.Info) -> OrganizationType | None:
         return await load_organization(info.context, self.organization_id)
 
+    @strawberry.field(
+        permission_classes=[SelfOrAdmin],
+        description="Personal API tokens, newest first (the user themself and admins only).",
+    )
+    async def api_tokens(self, info: strawberry.Info) -> list["ApiTokenType"]:
+        rows = await info.context.loaders.api_tokens_by_user.load(self.user_id)
+        return [ApiTokenType.from_model(row) for row in rows]
+
     @classmethod
     def from_model(cls, user: User, *, is_own_account: bool = False) -> "UserType":
         return cls(
@@ -69,6 +77,28 @@ async def load_user(ctx, user_id: uuid.UUID | None) -> UserType | None:
 @node_resolver("User")
 async def user_node(ctx, raw_id: uuid.UUID) -> UserType | None:
     return await load_user(ctx, raw_id)
+
+
+@strawberry.type(name="ApiToken", description="A personal API token; the secret is never shown again.")
+class ApiTokenType(Node):
+    name: str
+    prefix: str = strawberry.field(description="The first characters, to recognise the token.")
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: ApiToken) -> "ApiTokenType":
+        return cls(
+            id=to_global_id("ApiToken", row.id),
+            name=row.name,
+            prefix=row.prefix,
+            scopes=list(row.scopes),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
 
 
 @strawberry.type(name="KycApplication")
@@ -145,6 +175,7 @@ class CreateApiTokenInput:
 @strawberry.type
 class ApiTokenPayload:
     token: str | None = strawberry.field(default=None, description="Shown once; store it now.")
+    api_token: ApiTokenType | None = None
     user_errors: list[UserError]
 
 
