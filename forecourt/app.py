@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from forecourt import __version__
 from forecourt.auth.credentials import Credentials
+from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
 from forecourt.db.engine import create_engine, session_factory
 from forecourt.schema.context import AppState, utc_now
@@ -77,6 +78,11 @@ def create_app(
         sessions=session_factory(engine),
         broadcast=broadcasting.create_broadcast(settings),
         credentials=Credentials.from_settings(settings),
+        rate_limiter=RateLimiter(
+            settings.rate_limit_ip_per_minute,
+            settings.rate_limit_user_per_minute,
+            settings.redis_url,
+        ),
         clock=clock,
     )
     view = GraphQLView(build_schema(settings), state)
@@ -88,6 +94,7 @@ def create_app(
             yield
         finally:
             await state.broadcast.disconnect()
+            await state.rate_limiter.close()
             await engine.dispose()
 
     async def health(request: Request) -> Response:

@@ -51,6 +51,9 @@ def make_settings(tmp_path, **overrides) -> Settings:
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_KIB": 1024,
         "WS_KEEPALIVE_SECONDS": 8,
+        # Tests send hundreds of requests from one address; test_rate_limits sets real limits.
+        "RATE_LIMIT_IP_PER_MINUTE": 100_000,
+        "RATE_LIMIT_USER_PER_MINUTE": 100_000,
     }
     values.update(overrides)
     return Settings(**values)

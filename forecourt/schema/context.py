@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from forecourt.auth.authenticate import authenticate, bearer_token
 from forecourt.auth.credentials import Credentials
+from forecourt.auth.rate_limit import RateLimiter
 from forecourt.auth.principal import Principal
 from forecourt.config import Settings
 from forecourt.db.reader import Reader
@@ -34,6 +35,7 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     broadcast: Broadcast
     credentials: Credentials
+    rate_limiter: RateLimiter
     clock: Callable[[], datetime] = utc_now
     started_at: float = field(default_factory=time.monotonic)
 

@@ -28,6 +28,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.types.unset import UNSET
 
 from forecourt.auth.errors import AuthError
+from forecourt.auth.rate_limit import RateLimited
 from forecourt.schema.context import AppState, Context
 from forecourt.schema.errors import BAD_USER_INPUT, PARSE_FAILED, REQUEST_ERROR_STATUS
 
@@ -97,6 +98,13 @@ class GraphQLView(GraphQL):
                     response = error_response(
                         401, err.message, err.code, {"WWW-Authenticate": "Bearer"}
                     )
+                except RateLimited as err:
+                    response = error_response(
+                        429,
+                        f"too many requests; retry in {err.retry_after}s",
+                        "RATE_LIMITED",
+                        {"Retry-After": str(err.retry_after)},
+                    )
                 await response(scope, receive, send)
             else:
                 await self.run(WebSocket(scope, receive=receive, send=send))
@@ -110,6 +118,10 @@ class GraphQLView(GraphQL):
         request.scope["state"]["graphql_context"] = ctx
         if request.scope["type"] == "http":
             await ctx.authenticate(request.headers.get("authorization"))
+            principal = ctx.principal
+            await self.state.rate_limiter.check(
+                user_id=principal.user_id if principal else None, ip=ctx.client_ip
+            )
         return ctx
 
     async def on_ws_connect(self, context: Context) -> Any:
