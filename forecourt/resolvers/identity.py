@@ -13,7 +13,7 @@ from forecourt.domain.identity import KycStatus
 from forecourt.resolvers.base import optional, run_mutation
 from forecourt.schema import identity as t
 from forecourt.schema.context import Context
-from forecourt.schema.relay import Connection, Edge, PageInfo, from_global_id
+from forecourt.schema.relay import Connection, connection, from_global_id
 from forecourt.services import identity as service
 from forecourt.subscriptions.channels import user_channel
 
@@ -136,20 +136,7 @@ async def kyc_applications(
     page = await keyset_page(
         ctx.reader, stmt, [KycApplication.created_at, KycApplication.id], first=size, after=after
     )
-    edges = [
-        Edge(node=t.KycApplicationType.from_model(row), cursor=cursor)
-        for row, cursor in zip(page.rows, page.cursors, strict=True)
-    ]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=page.has_previous,
-            start_cursor=page.cursors[0] if page.cursors else None,
-            end_cursor=page.cursors[-1] if page.cursors else None,
-        ),
-        count_total=lambda: count(ctx.reader, stmt),
-    )
+    return connection(page, t.KycApplicationType.from_model, lambda: count(ctx.reader, stmt))
 
 
 async def account_events(ctx: Context) -> AsyncGenerator[t.AccountEvent, None]:

@@ -79,3 +79,18 @@ class Connection(Generic[T]):
     async def total_count(self) -> int:
         """Counted only when asked for."""
         return await self.count_total()
+
+
+def connection(page: Any, to_node: Callable[[Any], T], count_total: Callable[[], Awaitable[int]]) -> Connection[T]:
+    """A Connection from one keyset page (forecourt.db.pagination.Page)."""
+    cursors = page.cursors
+    return Connection(
+        edges=[Edge(node=to_node(row), cursor=c) for row, c in zip(page.rows, cursors, strict=True)],
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        ),
+        count_total=count_total,
+    )
