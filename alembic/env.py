@@ -2,13 +2,13 @@
 
 import asyncio
 
-from alembic import context
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import forecourt.db.models  # noqa: F401  (fills the metadata)
+from alembic import context
 from forecourt.db.base import Base
 from forecourt.db.engine import asyncpg_url
-import forecourt.db.models  # noqa: F401  (fills the metadata)
 
 MIGRATION_LOCK = 7_041_977  # arbitrary, fixed: pg_advisory_lock key for migrations
 

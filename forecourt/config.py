@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, alias="CORS_ORIGINS")
 
     @model_validator(mode="after")
-    def _check_limits(self) -> "Settings":
+    def _check_limits(self) -> Settings:
         for name in ("max_query_depth", "max_aliases", "max_tokens", "max_query_cost"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

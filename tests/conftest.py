@@ -8,7 +8,13 @@ import pytest
 
 from forecourt.config import Settings
 from forecourt.db.engine import plain_url
-from tests.harness import Clock, EmbeddedPostgres, GraphQLClient, LiveServer, RedisServer
+from tests.harness import (
+    Clock,
+    EmbeddedPostgres,
+    GraphQLClient,
+    LiveServer,
+    RedisServer,
+)
 
 PASSWORD = "Sup3rSecret!"
 _emails = itertools.count(1)

@@ -3,7 +3,17 @@
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.test_identity import APPLY, CREATE_ORG, CREATE_TOKEN, DEALER, KYC, LOGIN, REFRESH, REVIEW, SUBMIT_KYC
+from tests.test_identity import (
+    APPLY,
+    CREATE_ORG,
+    CREATE_TOKEN,
+    DEALER,
+    KYC,
+    LOGIN,
+    REFRESH,
+    REVIEW,
+    SUBMIT_KYC,
+)
 
 MB = "x" * (1024 * 1024)
 SQL = "'; DROP TABLE users; --"

@@ -1,7 +1,6 @@
 """GraphQL over HTTP: status codes, error bodies, GraphiQL, health, body limits."""
 
 import httpx
-import pytest
 
 from tests.conftest import make_settings
 from tests.harness import LiveServer
@@ -97,15 +96,24 @@ async def test_health_reports_database_and_broadcast(gql):
     assert body["version"] and body["uptimeSeconds"] >= 0
 
 
-async def test_health_degrades_when_redis_is_unreachable(tmp_path, database_url, clock):
-    settings = make_settings(tmp_path, REDIS_URL="redis://127.0.0.1:1/0")
-    # broadcaster cannot connect at startup either, so only the probe is exercised here
-    from forecourt.app import create_app
-    from forecourt.subscriptions import broadcast
+async def test_health_degrades_when_redis_goes_away(tmp_path, database_url, clock):
+    from tests.harness import RedisServer
 
-    app = create_app(settings, database_url, clock=clock)
-    with pytest.raises(Exception):
-        await broadcast.ping(app.state.forecourt.broadcast, settings)
+    redis_server = RedisServer()
+    live = LiveServer(make_settings(tmp_path, REDIS_URL=redis_server.url), database_url, clock).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url) as client:
+            assert (await client.get("/health")).json()["broadcast"]["status"] == "ok"
+            redis_server.stop()
+            response = await client.get("/health")
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "degraded"
+            assert body["broadcast"] == {"backend": "redis", "status": "unavailable"}
+            assert body["database"]["status"] == "ok"
+    finally:
+        live.stop()
+        redis_server.stop()
 
 
 async def test_oversized_body_is_413(tmp_path, database_url, clock):

@@ -1,6 +1,6 @@
 """Seed 004: 100 requests a minute per IP for guests, 1000 per authenticated user."""
 
-from tests.conftest import REGISTER, PASSWORD, make_settings
+from tests.conftest import PASSWORD, REGISTER, make_settings
 from tests.harness import GraphQLClient, LiveServer
 
 

@@ -17,7 +17,7 @@ class Credentials:
     refresh_ttl: timedelta
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Credentials":
+    def from_settings(cls, settings: Settings) -> Credentials:
         return cls(
             Passwords(settings),
             AccessTokens(settings.signing_secret(), settings.access_token_ttl_seconds),

@@ -5,7 +5,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def asyncpg_url(url: str) -> str:

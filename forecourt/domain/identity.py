@@ -19,7 +19,7 @@ DISPLAY_NAME_MAX_LENGTH = 100
 _PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """Platform roles. A caller with no credentials is a guest and has no Role."""
 
     USER = "user"
@@ -36,14 +36,14 @@ STAFF_ROLES = frozenset({Role.CONCIERGE, Role.MANAGER, Role.ADMIN})
 KYC_GATED_ROLES = frozenset({Role.DEALER, Role.VERIFIED_SELLER})
 
 
-class KycStatus(str, enum.Enum):
+class KycStatus(enum.StrEnum):
     NONE = "none"
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
 
 
-class KycKind(str, enum.Enum):
+class KycKind(enum.StrEnum):
     BIDDER = "bidder"  # identity check to take part in auctions
     DEALER = "dealer"  # business verification; approval makes the user a dealer
 

@@ -10,13 +10,13 @@ from forecourt.domain.text import clean_text
 ORGANIZATION_NAME_MAX = 120
 
 
-class PlanTier(str, enum.Enum):
+class PlanTier(enum.StrEnum):
     FREE = "free"
     BASIC = "basic"
     PRO = "pro"
 
 
-class OrgRole(str, enum.Enum):
+class OrgRole(enum.StrEnum):
     ADMIN = "admin"
     MEMBER = "member"
 

@@ -13,8 +13,8 @@ from starlette.requests import HTTPConnection
 
 from forecourt.auth.authenticate import authenticate, bearer_token
 from forecourt.auth.credentials import Credentials
-from forecourt.auth.rate_limit import RateLimiter
 from forecourt.auth.principal import Principal
+from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
 from forecourt.db.reader import Reader
 from forecourt.loaders import Loaders

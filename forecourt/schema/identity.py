@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 import strawberry
+from sqlalchemy import select
 
 from forecourt.auth.permissions import SelfOrAdmin
 from forecourt.db.models import ApiToken, KycApplication, User
@@ -48,12 +49,12 @@ class UserType(Node):
         permission_classes=[SelfOrAdmin],
         description="Personal API tokens, newest first (the user themself and admins only).",
     )
-    async def api_tokens(self, info: strawberry.Info) -> list["ApiTokenType"]:
+    async def api_tokens(self, info: strawberry.Info) -> list[ApiTokenType]:
         rows = await info.context.loaders.api_tokens_by_user.load(self.user_id)
         return [ApiTokenType.from_model(row) for row in rows]
 
     @classmethod
-    def from_model(cls, user: User, *, is_own_account: bool = False) -> "UserType":
+    def from_model(cls, user: User, *, is_own_account: bool = False) -> UserType:
         return cls(
             id=to_global_id("User", user.id),
             is_own_account=is_own_account,
@@ -89,7 +90,7 @@ class ApiTokenType(Node):
     revoked_at: datetime | None
 
     @classmethod
-    def from_model(cls, row: ApiToken) -> "ApiTokenType":
+    def from_model(cls, row: ApiToken) -> ApiTokenType:
         return cls(
             id=to_global_id("ApiToken", row.id),
             name=row.name,
@@ -118,7 +119,7 @@ class KycApplicationType(Node):
         return user
 
     @classmethod
-    def from_model(cls, app: KycApplication) -> "KycApplicationType":
+    def from_model(cls, app: KycApplication) -> KycApplicationType:
         return cls(
             id=to_global_id("KycApplication", app.id),
             applicant_id=app.user_id,
@@ -133,7 +134,7 @@ class KycApplicationType(Node):
 
 @node_resolver("KycApplication")
 async def kyc_application_node(ctx, raw_id: uuid.UUID) -> KycApplicationType | None:
-    app = await ctx.reader.session.get(KycApplication, raw_id)
+    app = await ctx.reader.scalar(select(KycApplication).where(KycApplication.id == raw_id))
     if app is None or ctx.principal is None or not ctx.principal.is_self_or_admin(app.user_id):
         return None
     return KycApplicationType.from_model(app)
@@ -236,7 +237,7 @@ class AccountEvent:
         return user
 
     @classmethod
-    def from_message(cls, event: dict) -> "AccountEvent":
+    def from_message(cls, event: dict) -> AccountEvent:
         return cls(
             type=AccountEventType(event["type"]),
             occurred_at=datetime.fromisoformat(event["occurredAt"]),

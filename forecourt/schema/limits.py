@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -38,7 +38,9 @@ from graphql import (
 from graphql.type import GraphQLInterfaceType, GraphQLObjectType
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_validator
-from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from strawberry.extensions.query_depth_limiter import (
+    create_validator as depth_validator,
+)
 
 from forecourt.config import Settings
 from forecourt.schema.errors import LIMIT_EXCEEDED
@@ -59,7 +61,7 @@ class Limits:
     default_page_size: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Limits":
+    def from_settings(cls, settings: Settings) -> Limits:
         return cls(
             settings.max_query_depth,
             settings.max_aliases,

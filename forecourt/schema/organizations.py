@@ -22,7 +22,7 @@ class OrganizationType(Node):
     minutes_remaining: int
 
     @classmethod
-    def from_row(cls, row: OrganizationRow) -> "OrganizationType":
+    def from_row(cls, row: OrganizationRow) -> OrganizationType:
         org = row.organization
         return cls(
             id=to_global_id("Organization", org.id),

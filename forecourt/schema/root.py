@@ -15,6 +15,7 @@ from strawberry.types.execution import ExecutionContext
 from forecourt.auth.matrix import PERMISSIONS
 from forecourt.auth.permissions import Allowed
 from forecourt.config import Settings
+from forecourt.domain.errors import DomainError
 from forecourt.resolvers import identity, organizations
 from forecourt.schema import identity as t
 from forecourt.schema.errors import format_errors
@@ -34,8 +35,8 @@ class Query:
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
         try:
             type_name, raw = from_global_id(id)
-        except Exception:
-            return None
+        except DomainError:
+            return None  # a malformed ID names nothing
         resolver = NODE_RESOLVERS.get(type_name)
         return await resolver(info.context, raw) if resolver else None
 

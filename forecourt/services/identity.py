@@ -10,7 +10,12 @@ from sqlalchemy.exc import IntegrityError
 
 from forecourt.auth.credentials import Credentials
 from forecourt.auth.principal import ALL_SCOPES
-from forecourt.auth.tokens import API_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, digest, new_secret
+from forecourt.auth.tokens import (
+    API_TOKEN_PREFIX,
+    REFRESH_TOKEN_PREFIX,
+    digest,
+    new_secret,
+)
 from forecourt.db.errors import violates
 from forecourt.db.models import ApiToken, KycApplication, RefreshToken, User
 from forecourt.domain import identity as rules

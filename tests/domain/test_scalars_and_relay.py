@@ -1,10 +1,9 @@
 import uuid
-from decimal import Decimal
 
 import pytest
 
-from forecourt.db.pagination import decode_cursor, encode_cursor, page_size
 from forecourt.db.models import KycApplication
+from forecourt.db.pagination import decode_cursor, encode_cursor, page_size
 from forecourt.domain.errors import DomainError
 from forecourt.schema.relay import from_global_id, to_global_id
 from forecourt.schema.scalars import parse_money, serialize_money
