@@ -1,15 +1,18 @@
 """All models, imported so the metadata is complete (alembic, tests)."""
 
 from forecourt.db.models.audit import AdminAuditLog
+from forecourt.db.models.catalog import CatalogEntry, Vehicle
 from forecourt.db.models.identity import ApiToken, KycApplication, RefreshToken, User
 from forecourt.db.models.organizations import MinuteQuota, Organization
 
 __all__ = [
     "AdminAuditLog",
     "ApiToken",
+    "CatalogEntry",
     "KycApplication",
     "MinuteQuota",
     "Organization",
     "RefreshToken",
     "User",
+    "Vehicle",
 ]
