@@ -44,6 +44,14 @@ def sample(operation: str) -> tuple[str, dict]:
             "mutation($i: ApplyForDealerInput!) { applyForDealer(input: $i) { userErrors { code } } }",
             {"i": DEALER},
         ),
+        "Query.vehicles": ("{ vehicles { totalCount } }", {}),
+        "Query.vehicle": ('{ vehicle(id: "eA") { id } }', {}),
+        "Query.vehicleByVin": ('{ vehicleByVin(vin: "JTDBE32K020123456") { id } }', {}),
+        "Mutation.createVehicle": (
+            "mutation($i: CreateVehicleInput!) { createVehicle(input: $i) { userErrors { code } } }",
+            {"i": {"vin": uuid.uuid4().hex[:17].upper().replace("O", "0"), "year": 2020, "make": "Kia",
+                   "model": "Rio", "condition": "CLEAN"}},
+        ),
         "Mutation.reviewKycApplication": (
             'mutation { reviewKycApplication(input: {userId: "VXNlcjox", approve: true}) { userErrors { code } } }',
             {},

@@ -35,6 +35,11 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.applyForDealer": frozenset({Role.USER, Role.VERIFIED_SELLER}),
     "Mutation.reviewKycApplication": ADMINS,
     "Subscription.accountEvents": SIGNED_IN,
+    # catalog & inventory: anyone may browse (seed 004); listing is for the trade
+    "Query.vehicles": ANYONE,
+    "Query.vehicle": ANYONE,
+    "Query.vehicleByVin": ANYONE,
+    "Mutation.createVehicle": frozenset({Role.DEALER, Role.MANAGER, Role.ADMIN}),
 }
 
 # Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens.

@@ -84,10 +84,10 @@ async def keyset_page(
 ) -> Page:
     """One page of `statement`, ordered by the unique key `order` (all in one direction).
 
-    The statement's first selected entity/row is what is returned; the key columns are
-    selected alongside to build cursors.
+    A statement of one ORM entity returns entities; otherwise the rows themselves (with the
+    key columns added as `_k0`, `_k1`, … to build cursors).
     """
-    stmt = statement.add_columns(*order)
+    stmt = statement.add_columns(*(c.label(f"_k{i}") for i, c in enumerate(order)))
     if after:
         key = decode_cursor(after, order)
         boundary = tuple_(*order) < tuple_(*key) if descending else tuple_(*order) > tuple_(*key)
@@ -97,7 +97,7 @@ async def keyset_page(
     width = len(order)
     rows = result[:first]
     return Page(
-        rows=[r[0] if len(r) == width + 1 else tuple(r[:-width]) for r in rows],
+        rows=[r[0] if len(r) == width + 1 else r for r in rows],
         cursors=[encode_cursor(r[-width:]) for r in rows],
         has_next=len(result) > first,
         has_previous=after is not None,

@@ -5,6 +5,11 @@ from __future__ import annotations
 from functools import cached_property
 
 from forecourt.db.reader import Reader
+from forecourt.loaders.catalog import (
+    CatalogEntryByIdLoader,
+    SimilarVehiclesLoader,
+    VehicleByIdLoader,
+)
 from forecourt.loaders.identity import ApiTokensByUserLoader, UserByIdLoader
 from forecourt.loaders.organizations import OrganizationByIdLoader
 
@@ -24,3 +29,15 @@ class Loaders:
     @cached_property
     def api_tokens_by_user(self) -> ApiTokensByUserLoader:
         return ApiTokensByUserLoader(self._reader)
+
+    @cached_property
+    def catalog_entry_by_id(self) -> CatalogEntryByIdLoader:
+        return CatalogEntryByIdLoader(self._reader)
+
+    @cached_property
+    def vehicle_by_id(self) -> VehicleByIdLoader:
+        return VehicleByIdLoader(self._reader)
+
+    @cached_property
+    def similar_vehicles(self) -> SimilarVehiclesLoader:
+        return SimilarVehiclesLoader(self._reader)

@@ -81,10 +81,17 @@ class Connection(Generic[T]):
         return await self.count_total()
 
 
-def connection(page: Any, to_node: Callable[[Any], T], count_total: Callable[[], Awaitable[int]]) -> Connection[T]:
-    """A Connection from one keyset page (forecourt.db.pagination.Page)."""
+def connection(
+    page: Any,
+    to_node: Callable[[Any], T],
+    count_total: Callable[[], Awaitable[int]],
+    cls: type = Connection,
+    **extra: Any,
+) -> Connection[T]:
+    """A Connection (or a subclass, with `extra` fields) from one keyset page."""
     cursors = page.cursors
-    return Connection(
+    return cls(
+        **extra,
         edges=[Edge(node=to_node(row), cursor=c) for row, c in zip(page.rows, cursors, strict=True)],
         page_info=PageInfo(
             has_next_page=page.has_next,

@@ -16,8 +16,18 @@ from forecourt.auth.matrix import PERMISSIONS
 from forecourt.auth.permissions import Allowed
 from forecourt.config import Settings
 from forecourt.domain.errors import DomainError
-from forecourt.resolvers import identity, organizations
+from forecourt.resolvers import catalog, identity, organizations
+from forecourt.resolvers.base import optional
 from forecourt.schema import identity as t
+from forecourt.schema.catalog import (
+    CatalogEntryType,
+    CreateVehicleInput,
+    VehicleConnection,
+    VehicleFilter,
+    VehicleOrder,
+    VehiclePayload,
+    VehicleType,
+)
 from forecourt.schema.errors import format_errors
 from forecourt.schema.limits import Limits, RequestLimits
 from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
@@ -44,15 +54,44 @@ class Query:
     async def me(self, info: strawberry.Info) -> t.UserType | None:
         return await identity.me(info.context)
 
+    @guarded(description="Browse and search the inventory; archived vehicles only on request.")
+    async def vehicles(
+        self,
+        info: strawberry.Info,
+        filter: VehicleFilter | None = strawberry.UNSET,
+        search: str | None = strawberry.UNSET,
+        order_by: VehicleOrder | None = VehicleOrder.NEWEST,
+        first: int | None = 20,
+        after: str | None = strawberry.UNSET,
+    ) -> VehicleConnection:
+        return await catalog.vehicles(
+            info.context,
+            optional(filter),
+            optional(search),
+            optional(order_by) or VehicleOrder.NEWEST,
+            first,
+            optional(after),
+        )
+
+    @guarded
+    async def vehicle(self, info: strawberry.Info, id: strawberry.ID) -> VehicleType | None:
+        return await catalog.vehicle(info.context, id)
+
+    @guarded
+    async def vehicle_by_vin(self, info: strawberry.Info, vin: str) -> VehicleType | None:
+        return await catalog.vehicle_by_vin(info.context, vin)
+
     @guarded(description="KYC and dealer applications, newest first (admins).")
     async def kyc_applications(
         self,
         info: strawberry.Info,
-        status: t.KycStatusEnum | None = None,
+        status: t.KycStatusEnum | None = strawberry.UNSET,
         first: int | None = 20,
-        after: str | None = None,
+        after: str | None = strawberry.UNSET,
     ) -> Connection[t.KycApplicationType]:
-        return await identity.kyc_applications(info.context, status, first, after)
+        return await identity.kyc_applications(
+            info.context, optional(status), first, optional(after)
+        )
 
 
 @strawberry.type
@@ -96,6 +135,12 @@ class Mutation:
         self, info: strawberry.Info, input: t.ApplyForDealerInput
     ) -> t.UserPayload:
         return await identity.apply_for_dealer(info.context, input)
+
+    @guarded_mutation(description="List a vehicle in the inventory (dealers, managers, admins).")
+    async def create_vehicle(
+        self, info: strawberry.Info, input: CreateVehicleInput
+    ) -> VehiclePayload:
+        return await catalog.create_vehicle(info.context, input)
 
     @guarded_mutation(description="Approve or reject a pending application (admins; audited).")
     async def review_kyc_application(
@@ -148,7 +193,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        types=[t.KycApplicationType],
+        types=[t.KycApplicationType, CatalogEntryType],
         config=StrawberryConfig(
             scalar_map=SCALAR_MAP,
             # Suggestions would reveal the schema that disabled introspection hides.
