@@ -52,6 +52,10 @@ def sample(operation: str) -> tuple[str, dict]:
             {"i": {"vin": uuid.uuid4().hex[:17].upper().replace("O", "0"), "year": 2020, "make": "Kia",
                    "model": "Rio", "condition": "CLEAN"}},
         ),
+        "Mutation.importVehicles": (
+            "mutation($i: ImportVehiclesInput!) { importVehicles(input: $i) { userErrors { code } } }",
+            {"i": {"rows": [], "dryRun": True}},
+        ),
         "Mutation.reviewKycApplication": (
             'mutation { reviewKycApplication(input: {userId: "VXNlcjox", approve: true}) { userErrors { code } } }',
             {},

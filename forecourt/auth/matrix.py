@@ -40,6 +40,7 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Query.vehicle": ANYONE,
     "Query.vehicleByVin": ANYONE,
     "Mutation.createVehicle": frozenset({Role.DEALER, Role.MANAGER, Role.ADMIN}),
+    "Mutation.importVehicles": frozenset({Role.DEALER, Role.MANAGER, Role.ADMIN}),  # bulk: not sellers
 }
 
 # Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens.

@@ -222,3 +222,62 @@ def feature_vector(facts: VehicleFacts, *, reference_year: int) -> list[float]:
         *_one_hot(facts.fuel_type, FUEL_TYPES, 1.0),
         *_one_hot(facts.drivetrain, DRIVETRAINS, 0.5),
     ]
+
+
+# ---------------------------------------------------------------- bulk import
+
+MAX_IMPORT_ROWS = 10_000
+# An import may update a vehicle only while nothing else is happening to it.
+UPDATABLE_STATUSES = frozenset({VehicleStatus.AVAILABLE, VehicleStatus.LISTED})
+
+
+class ImportMode(enum.Enum):
+    INSERT = "INSERT"
+    UPSERT = "UPSERT"
+
+
+class ImportErrorPolicy(enum.Enum):
+    REJECT_EVERYTHING = "REJECT_EVERYTHING"
+    REJECT_FAILED_ROWS = "REJECT_FAILED_ROWS"
+
+
+def check_import_size(count: int) -> None:
+    if count == 0:
+        raise DomainError("NO_ROWS", "an import needs at least one row", ("rows",))
+    if count > MAX_IMPORT_ROWS:
+        raise DomainError(
+            "TOO_MANY_ROWS",
+            f"an import takes at most {MAX_IMPORT_ROWS} rows (got {count}); split it into batches",
+            ("rows",),
+        )
+
+
+def repeated_vins(vins: list[str | None]) -> set[int]:
+    """Indexes of rows whose VIN already appeared earlier in the same import."""
+    seen: set[str] = set()
+    repeated = set()
+    for i, vin in enumerate(vins):
+        if vin is None:
+            continue
+        if vin in seen:
+            repeated.add(i)
+        seen.add(vin)
+    return repeated
+
+
+def check_import_target(
+    mode: ImportMode, existing_status: VehicleStatus, owned_by_caller: bool, caller_is_staff: bool
+) -> None:
+    """May this import row touch the vehicle that already has its VIN?"""
+    if mode is ImportMode.INSERT:
+        raise DomainError("DUPLICATE_VIN", "this VIN is already listed", ("vin",))
+    if not (owned_by_caller or caller_is_staff):
+        raise DomainError(
+            "NOT_YOUR_VEHICLE", "this VIN is listed by another dealer; it cannot be updated", ("vin",)
+        )
+    if existing_status not in UPDATABLE_STATUSES:
+        raise DomainError(
+            "VEHICLE_LOCKED",
+            f"the vehicle is {existing_status.value.replace('_', ' ')} and cannot be changed by an import",
+            ("vin",),
+        )

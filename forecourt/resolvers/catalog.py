@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from forecourt.db.pagination import count, keyset_page, page_size
 from forecourt.db.queries import catalog as queries
-from forecourt.domain.catalog import normalize_vin
+from forecourt.domain.catalog import ImportErrorPolicy, ImportMode, normalize_vin
 from forecourt.domain.errors import DomainError, Validator
 from forecourt.domain.text import clean_text
 from forecourt.resolvers.base import optional, run_mutation
 from forecourt.schema import catalog as t
 from forecourt.schema.context import Context
+from forecourt.schema.errors import UserError
 from forecourt.schema.relay import connection, from_global_id, to_global_id
 from forecourt.services import catalog as service
+from forecourt.services.catalog import ImportResult, VehicleDraft
 
 SEARCH_MAX_LENGTH = 200
 
@@ -83,28 +85,78 @@ async def vehicle_by_vin(ctx: Context, vin: str) -> t.VehicleType | None:
     return t.VehicleType.from_row(row) if row else None
 
 
+def _draft(data: t.CreateVehicleInput, field: tuple[str, ...] = ("catalogEntryId",)) -> VehicleDraft:
+    entry_id = optional(data.catalog_entry_id)
+    return VehicleDraft(
+        vin=data.vin,
+        year=data.year,
+        make=data.make,
+        model=data.model,
+        condition=data.condition,
+        catalog_entry_id=from_global_id(entry_id, "CatalogEntry", field)[1] if entry_id else None,
+        trim=optional(data.trim),
+        mileage_km=optional(data.mileage_km),
+        color=optional(data.color),
+        price=optional(data.price),
+        features=optional(data.features),
+        images=optional(data.images),
+        location=optional(data.location),
+        description=optional(data.description),
+    )
+
+
+def _vehicle_name(raw) -> str:
+    return to_global_id("Vehicle", raw)
+
+
 async def create_vehicle(ctx: Context, data: t.CreateVehicleInput) -> t.VehiclePayload:
     async def op(work):
-        entry_id = optional(data.catalog_entry_id)
-        raw_entry = from_global_id(entry_id, "CatalogEntry", ("catalogEntryId",))[1] if entry_id else None
-        created = await service.create_vehicle(
-            work,
-            vin=data.vin,
-            year=data.year,
-            make=data.make,
-            model=data.model,
-            catalog_entry_id=raw_entry,
-            trim=optional(data.trim),
-            condition=data.condition,
-            mileage_km=optional(data.mileage_km),
-            color=optional(data.color),
-            price=optional(data.price),
-            features=optional(data.features),
-            images=optional(data.images),
-            location=optional(data.location),
-            description=optional(data.description),
-            name_vehicle=lambda raw: to_global_id("Vehicle", raw),
-        )
+        created = await service.create_vehicle(work, _draft(data), _vehicle_name)
         return {"vehicle": t.VehicleType.from_row(created)}
 
     return await run_mutation(ctx, t.VehiclePayload, op)
+
+
+def _draft_or_error(data: t.CreateVehicleInput) -> VehicleDraft | DomainError:
+    try:
+        return _draft(data)
+    except DomainError as err:
+        return err
+
+
+async def import_vehicles(ctx: Context, data: t.ImportVehiclesInput) -> t.ImportVehiclesPayload:
+    result_box: list[ImportResult] = []
+
+    async def op(work):
+        result = await service.import_vehicles(
+            work,
+            [_draft_or_error(row) for row in data.rows],
+            mode=ImportMode(data.mode.value),
+            policy=ImportErrorPolicy(data.error_policy.value),
+            dry_run=data.dry_run,
+        )
+        result_box.append(result)
+        return {"created": result.created, "updated": result.updated, "failed": result.failed}
+
+    payload = await run_mutation(ctx, t.ImportVehiclesPayload, op)
+    if not result_box:
+        return payload
+    result = result_box[0]
+    ids = [r.vehicle_id for r in result.rows if r.vehicle_id is not None]
+    vehicles = {}
+    if ids:
+        rows = (await ctx.reader.execute(queries.by_ids(ids))).all()
+        vehicles = {row.id: t.VehicleType.from_row(row) for row in rows}
+    payload.rows = [
+        t.ImportRowResult(
+            index=r.index,
+            vehicle=vehicles.get(r.vehicle_id),
+            created=r.created,
+            user_errors=[
+                UserError(field=["input", "rows", str(r.index), *(e.field or ())], code=e.code, message=e.message)
+                for e in r.errors
+            ],
+        )
+        for r in result.rows
+    ]
+    return payload

@@ -9,7 +9,12 @@ from datetime import datetime
 import strawberry
 
 from forecourt.db.models import CatalogEntry
-from forecourt.domain.catalog import VehicleCondition, VehicleStatus
+from forecourt.domain.catalog import (
+    ImportErrorPolicy,
+    ImportMode,
+    VehicleCondition,
+    VehicleStatus,
+)
 from forecourt.schema.errors import UserError
 from forecourt.schema.identity import UserType, load_user
 from forecourt.schema.relay import Connection, Node, node_resolver, to_global_id
@@ -207,4 +212,36 @@ class CreateVehicleInput:
 @strawberry.type
 class VehiclePayload:
     vehicle: VehicleType | None = None
+    user_errors: list[UserError]
+
+
+ImportModeEnum = strawberry.enum(ImportMode, name="ImportMode")
+ImportErrorPolicyEnum = strawberry.enum(ImportErrorPolicy, name="ImportErrorPolicy")
+
+
+@strawberry.input
+class ImportVehiclesInput:
+    rows: list[CreateVehicleInput] = strawberry.field(description="At most 10,000 rows a call.")
+    mode: ImportModeEnum = ImportMode.UPSERT
+    error_policy: ImportErrorPolicyEnum = strawberry.field(
+        default=ImportErrorPolicy.REJECT_FAILED_ROWS,
+        description="REJECT_EVERYTHING: one bad row writes nothing.",
+    )
+    dry_run: bool = strawberry.field(default=False, description="Validate and report; write nothing.")
+
+
+@strawberry.type
+class ImportRowResult:
+    index: int
+    vehicle: VehicleType | None
+    created: bool
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class ImportVehiclesPayload:
+    created: int = 0
+    updated: int = 0
+    failed: int = 0
+    rows: list[ImportRowResult] = strawberry.field(default_factory=list)
     user_errors: list[UserError]

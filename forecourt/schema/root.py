@@ -22,6 +22,8 @@ from forecourt.schema import identity as t
 from forecourt.schema.catalog import (
     CatalogEntryType,
     CreateVehicleInput,
+    ImportVehiclesInput,
+    ImportVehiclesPayload,
     VehicleConnection,
     VehicleFilter,
     VehicleOrder,
@@ -141,6 +143,15 @@ class Mutation:
         self, info: strawberry.Info, input: CreateVehicleInput
     ) -> VehiclePayload:
         return await catalog.create_vehicle(info.context, input)
+
+    @guarded_mutation(
+        description="Bulk insert or upsert by VIN for dealers' scripts: each row validated on "
+        "its own, the accepted rows written in one transaction."
+    )
+    async def import_vehicles(
+        self, info: strawberry.Info, input: ImportVehiclesInput
+    ) -> ImportVehiclesPayload:
+        return await catalog.import_vehicles(info.context, input)
 
     @guarded_mutation(description="Approve or reject a pending application (admins; audited).")
     async def review_kyc_application(

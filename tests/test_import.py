@@ -1,0 +1,124 @@
+"""importVehicles: per-row validation, error policies, dry runs, upserts, idempotence."""
+
+import time
+
+import pytest
+
+from forecourt.schema.relay import to_global_id
+from tests.test_catalog import add_catalog
+
+IMPORT = """mutation($input: ImportVehiclesInput!) { importVehicles(input: $input) {
+  created updated failed userErrors { field code message }
+  rows { index created vehicle { id vin price } userErrors { field code message } } } }"""
+
+
+def row(i: int, **over) -> dict:
+    return {"vin": f"JTDBE32K{i:09d}", "year": 2015 + i % 8, "make": "Toyota", "model": f"Camry {i}",
+            "condition": "CLEAN", "price": f"{5_000_000 + i}.00", "mileageKm": 10 * i, **over}
+
+
+@pytest.fixture
+async def dealer(make_user):
+    return await make_user("dealer")
+
+
+async def run(gql, token, rows, **options):
+    body = await gql(IMPORT, {"input": {"rows": rows, **options}}, token=token)
+    assert "errors" not in body, body
+    return body["data"]["importVehicles"]
+
+
+async def count(db):
+    return await db.fetchval("SELECT count(*) FROM vehicles")
+
+
+async def test_insert_rows_in_one_call(gql, dealer, db):
+    entry = to_global_id("CatalogEntry", await add_catalog(db, "Toyota", "Camry", 2015, "Sedan"))
+    result = await run(gql, dealer.token, [row(i, catalogEntryId=entry) for i in range(25)], mode="INSERT")
+    assert (result["created"], result["updated"], result["failed"]) == (25, 0, 0)
+    assert all(r["created"] and r["vehicle"]["vin"] == row(r["index"])["vin"] for r in result["rows"])
+    assert await count(db) == 25
+    assert await db.fetchval("SELECT count(*) FROM vehicles WHERE feature_vector IS NULL") == 0
+    assert await db.fetchval("SELECT history->0->>'event' FROM vehicles LIMIT 1") == "imported"
+
+
+async def test_bad_rows_are_reported_and_good_rows_written(gql, dealer, db):
+    rows = [row(0), row(1, vin="BAD"), row(2, price="-5"), row(3), row(4, vin=row(0)["vin"]), row(5, year=1700)]
+    result = await run(gql, dealer.token, rows)
+    assert (result["created"], result["failed"]) == (2, 4)
+    errors = {r["index"]: [e["code"] for e in r["userErrors"]] for r in result["rows"] if r["userErrors"]}
+    assert errors == {1: ["INVALID_VIN"], 2: ["INVALID_PRICE"], 4: ["DUPLICATE_VIN_IN_IMPORT"], 5: ["INVALID_YEAR"]}
+    assert result["rows"][1]["userErrors"][0]["field"] == ["input", "rows", "1", "vin"]
+    assert await count(db) == 2
+
+
+async def test_reject_everything_writes_nothing(gql, dealer, db):
+    result = await run(gql, dealer.token, [row(0), row(1), row(2, vin="I" * 17)], errorPolicy="REJECT_EVERYTHING")
+    assert (result["created"], result["failed"]) == (0, 1)
+    assert await count(db) == 0
+
+
+async def test_dry_run_reports_and_writes_nothing(gql, dealer, db):
+    result = await run(gql, dealer.token, [row(0), row(1), row(2, vin="short")], dryRun=True)
+    assert (result["created"], result["failed"]) == (2, 1)
+    assert await count(db) == 0
+
+
+async def test_upsert_is_idempotent_and_updates_only_what_changed(gql, dealer, db):
+    rows = [row(i) for i in range(5)]
+    first = await run(gql, dealer.token, rows)
+    assert (first["created"], first["updated"]) == (5, 0)
+    again = await run(gql, dealer.token, rows)
+    assert (again["created"], again["updated"], again["failed"]) == (0, 0, 0)
+    assert all(r["vehicle"] for r in again["rows"])
+    assert await db.fetchval("SELECT max(jsonb_array_length(history)) FROM vehicles") == 1
+    rows[2]["price"] = "1234567.00"
+    changed = await run(gql, dealer.token, rows)
+    assert (changed["created"], changed["updated"]) == (0, 1)
+    assert changed["rows"][2]["vehicle"]["price"] == "1234567.00"
+    assert await db.fetchval("SELECT count(*) FROM vehicles") == 5
+
+
+async def test_insert_mode_refuses_existing_vins(gql, dealer, db):
+    await run(gql, dealer.token, [row(0)])
+    result = await run(gql, dealer.token, [row(0), row(1)], mode="INSERT")
+    assert result["rows"][0]["userErrors"][0]["code"] == "DUPLICATE_VIN"
+    assert (result["created"], result["failed"]) == (1, 1)
+
+
+async def test_a_dealer_cannot_overwrite_another_dealers_vehicle(gql, dealer, make_user, db):
+    other = await make_user("dealer")
+    await run(gql, other.token, [row(0)])
+    result = await run(gql, dealer.token, [row(0, price="1.00")])
+    assert result["rows"][0]["userErrors"][0]["code"] == "NOT_YOUR_VEHICLE"
+    assert await db.fetchval("SELECT price FROM vehicles") == 5_000_000
+
+
+async def test_vehicles_in_an_auction_are_locked(gql, dealer, db):
+    await run(gql, dealer.token, [row(0)])
+    await db.execute("UPDATE vehicles SET status = 'in_auction'")
+    result = await run(gql, dealer.token, [row(0, price="1.00")])
+    assert result["rows"][0]["userErrors"][0]["code"] == "VEHICLE_LOCKED"
+
+
+async def test_too_many_rows_is_one_call_error(gql, dealer, db):
+    body = await gql(IMPORT, {"input": {"rows": [row(i) for i in range(10_001)]}}, token=dealer.token)
+    payload = body["data"]["importVehicles"]
+    assert payload["userErrors"][0]["code"] == "TOO_MANY_ROWS" and payload["rows"] == []
+    assert await count(db) == 0
+
+
+async def test_only_dealers_and_staff_import(gql, make_user):
+    user = await make_user("verified_seller")
+    body = await gql(IMPORT, {"input": {"rows": [row(0)]}}, token=user.token)
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_ten_thousand_rows(gql, dealer, db):
+    rows = [row(i) for i in range(10_000)]
+    started = time.perf_counter()
+    result = await run(gql, dealer.token, rows)
+    elapsed = time.perf_counter() - started
+    assert result["created"] == 10_000 and result["failed"] == 0
+    assert await count(db) == 10_000
+    print(f"10,000-row import through HTTP: {elapsed:.2f}s ({10_000 / elapsed:,.0f} rows/s)")
