@@ -94,7 +94,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('vin', name=op.f('uq_vehicles_vin'))
     )
     op.create_index('ix_vehicles_catalog_id', 'vehicles', ['catalog_id'], unique=False)
-    op.create_index('ix_vehicles_feature_vector', 'vehicles', ['feature_vector'], unique=False, postgresql_using='hnsw', postgresql_ops={'feature_vector': 'vector_l2_ops'})
+    op.create_index('ix_vehicles_feature_vector', 'vehicles', ['feature_vector'], unique=False, postgresql_using='hnsw', postgresql_ops={'feature_vector': 'vector_l2_ops'}, postgresql_with={'m': 8, 'ef_construction': 32})
     op.create_index('ix_vehicles_features', 'vehicles', ['features'], unique=False, postgresql_using='gin')
     op.create_index('ix_vehicles_listed_by', 'vehicles', ['listed_by'], unique=False)
     op.create_index('ix_vehicles_make_model', 'vehicles', [sa.literal_column('lower(make)'), sa.literal_column('lower(model)')], unique=False)

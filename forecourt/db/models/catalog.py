@@ -103,6 +103,9 @@ class Vehicle(Base):
             "feature_vector",
             postgresql_using="hnsw",
             postgresql_ops={"feature_vector": "vector_l2_ops"},
+            # 24 dimensions need few links; m=8 halves the cost of each insert (measured: the
+            # index was ~80% of a 10,000-row import's database time at the default m=16).
+            postgresql_with={"m": 8, "ef_construction": 32},
         ),
     )
 
