@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from forecourt import __version__
+from forecourt import __version__, jobs
 from forecourt.auth.credentials import Credentials
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
@@ -91,7 +91,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.broadcast.connect()
         try:
-            yield
+            async with jobs.running(state):
+                yield
         finally:
             await state.broadcast.disconnect()
             await state.rate_limiter.close()

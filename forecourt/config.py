@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     rate_limit_ip_per_minute: int = Field(100, alias="RATE_LIMIT_IP_PER_MINUTE")
     rate_limit_user_per_minute: int = Field(1000, alias="RATE_LIMIT_USER_PER_MINUTE")
 
+    revalue_interval_seconds: float = Field(600, alias="REVALUE_INTERVAL_SECONDS")
+
     ws_keepalive_seconds: float = Field(8.0, alias="WS_KEEPALIVE_SECONDS")
     ws_connection_init_timeout_seconds: float = Field(10.0, alias="WS_INIT_TIMEOUT_SECONDS")
     cors_origins: list[str] = Field(default_factory=list, alias="CORS_ORIGINS")

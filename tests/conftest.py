@@ -60,6 +60,7 @@ def make_settings(tmp_path, **overrides) -> Settings:
         # Tests send hundreds of requests from one address; test_rate_limits sets real limits.
         "RATE_LIMIT_IP_PER_MINUTE": 100_000,
         "RATE_LIMIT_USER_PER_MINUTE": 100_000,
+        "REVALUE_INTERVAL_SECONDS": 0,  # tests run the job themselves
     }
     values.update(overrides)
     return Settings(**values)

@@ -180,6 +180,11 @@ class LiveServer:
             time.sleep(0.01)
         return self
 
+    async def call(self, fn, *args):
+        """Await `fn(*args)` on the server's own event loop (its engine and pools live there)."""
+        loop = self.server.servers[0].get_loop()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(*args), loop))
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(15)

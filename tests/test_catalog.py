@@ -219,14 +219,16 @@ async def test_statements_do_not_grow_with_page_size(gql, dealer, db, server):
     for i in range(12):
         await create(gql, dealer, model=f"Camry {i}", catalogEntryId=entry if i % 2 else None)
     query = """query($first: Int) { vehicles(first: $first) { totalCount edges { node {
-        id vin catalogEntry { make bodyType } listedBy { id displayName } similar(first: 3) { id catalogEntry { id } } } } } }"""
+        id vin catalogEntry { make bodyType } listedBy { id displayName } latestValuation { marketValue }
+        similar(first: 3) { id catalogEntry { id } latestValuation { signal } } } } } }"""
     counts = {}
     for first in (2, 12):
         server.statements.reset()
         body = await gql(query, {"first": first})
         assert len(body["data"]["vehicles"]["edges"]) == first
         counts[first] = server.statements.count
-    assert counts[2] == counts[12], counts
+    # never more for a bigger page (fewer when loaders find rows already fetched)
+    assert counts[12] <= counts[2], counts
 
 
 async def test_vehicles_are_never_deleted_and_history_only_grows(gql, dealer, db):

@@ -45,6 +45,7 @@ def sample(operation: str) -> tuple[str, dict]:
             {"i": DEALER},
         ),
         "Query.vehicles": ("{ vehicles { totalCount } }", {}),
+        "Query.valuation": ('{ valuation(input: {make: "A", model: "B", year: 2020}) { asOf } }', {}),
         "Query.vehicle": ('{ vehicle(id: "eA") { id } }', {}),
         "Query.vehicleByVin": ('{ vehicleByVin(vin: "JTDBE32K020123456") { id } }', {}),
         "Mutation.createVehicle": (

@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Query.vehicles": ANYONE,
     "Query.vehicle": ANYONE,
     "Query.vehicleByVin": ANYONE,
+    "Query.valuation": ANYONE,  # seed 004: the valuation tool is the guests' lead magnet
     "Mutation.createVehicle": frozenset({Role.DEALER, Role.MANAGER, Role.ADMIN}),
     "Mutation.importVehicles": frozenset({Role.DEALER, Role.MANAGER, Role.ADMIN}),  # bulk: not sellers
 }

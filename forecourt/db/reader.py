@@ -16,16 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 class Reader:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # held by whoever runs statements on the session
 
     async def execute(self, statement: Any, params: Any = None):
-        async with self._lock:
+        async with self.lock:
             return await self.session.execute(statement, params)
 
     async def scalar(self, statement: Any, params: Any = None):
-        async with self._lock:
+        async with self.lock:
             return await self.session.scalar(statement, params)
 
     async def scalars(self, statement: Any, params: Any = None) -> list:
-        async with self._lock:
+        async with self.lock:
             return list(await self.session.scalars(statement, params))

@@ -12,6 +12,7 @@ from forecourt.loaders.catalog import (
 )
 from forecourt.loaders.identity import ApiTokensByUserLoader, UserByIdLoader
 from forecourt.loaders.organizations import OrganizationByIdLoader
+from forecourt.loaders.valuation import LatestValuationByVehicleLoader
 
 
 class Loaders:
@@ -41,3 +42,7 @@ class Loaders:
     @cached_property
     def similar_vehicles(self) -> SimilarVehiclesLoader:
         return SimilarVehiclesLoader(self._reader)
+
+    @cached_property
+    def latest_valuation_by_vehicle(self) -> LatestValuationByVehicleLoader:
+        return LatestValuationByVehicleLoader(self._reader)

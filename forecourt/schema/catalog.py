@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -23,6 +24,9 @@ from forecourt.schema.scalars import JSON, Money
 VehicleStatusEnum = strawberry.enum(VehicleStatus, name="VehicleStatus")
 VehicleConditionEnum = strawberry.enum(VehicleCondition, name="VehicleCondition")
 MAX_SIMILAR = 20
+
+if TYPE_CHECKING:
+    from forecourt.schema.valuation import ValuationType
 
 
 @strawberry.enum
@@ -114,6 +118,15 @@ class VehicleType(Node):
     @strawberry.field(description="The dealer or admin who listed it.")
     async def listed_by(self, info: strawberry.Info) -> UserType | None:
         return await load_user(info.context, self.listed_by_id)
+
+    @strawberry.field(description="The most recent valuation; `stale` after a week (re-queued).")
+    async def latest_valuation(
+        self, info: strawberry.Info
+    ) -> Annotated[ValuationType, strawberry.lazy("forecourt.schema.valuation")] | None:
+        from forecourt.schema.valuation import ValuationType
+
+        row = await info.context.loaders.latest_valuation_by_vehicle.load(self.vehicle_id)
+        return ValuationType.from_row(row, info.context.now()) if row else None
 
     @strawberry.field(description="The nearest vehicles by price, age, mileage, body, fuel, drivetrain, power and condition.")
     async def similar(self, info: strawberry.Info, first: int | None = 5) -> list[VehicleType]:

@@ -16,7 +16,7 @@ from forecourt.auth.matrix import PERMISSIONS
 from forecourt.auth.permissions import Allowed
 from forecourt.config import Settings
 from forecourt.domain.errors import DomainError
-from forecourt.resolvers import catalog, identity, organizations
+from forecourt.resolvers import catalog, identity, organizations, valuation
 from forecourt.resolvers.base import optional
 from forecourt.schema import identity as t
 from forecourt.schema.catalog import (
@@ -35,6 +35,7 @@ from forecourt.schema.limits import Limits, RequestLimits
 from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
 from forecourt.schema.relay import NODE_RESOLVERS, Connection, Node, from_global_id
 from forecourt.schema.scalars import SCALAR_MAP
+from forecourt.schema.valuation import ValuationInput, ValuationType
 
 guarded = functools.partial(strawberry.field, permission_classes=[Allowed])
 guarded_mutation = functools.partial(strawberry.mutation, permission_classes=[Allowed])
@@ -82,6 +83,10 @@ class Query:
     @guarded
     async def vehicle_by_vin(self, info: strawberry.Info, vin: str) -> VehicleType | None:
         return await catalog.vehicle_by_vin(info.context, vin)
+
+    @guarded(description="Market value of any make, model and year; free for everyone.")
+    async def valuation(self, info: strawberry.Info, input: ValuationInput) -> ValuationType:
+        return await valuation.valuation(info.context, input)
 
     @guarded(description="KYC and dealer applications, newest first (admins).")
     async def kyc_applications(

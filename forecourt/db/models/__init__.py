@@ -4,6 +4,7 @@ from forecourt.db.models.audit import AdminAuditLog
 from forecourt.db.models.catalog import CatalogEntry, Vehicle
 from forecourt.db.models.identity import ApiToken, KycApplication, RefreshToken, User
 from forecourt.db.models.organizations import MinuteQuota, Organization
+from forecourt.db.models.valuation import VehicleValuation
 
 __all__ = [
     "AdminAuditLog",
@@ -15,4 +16,5 @@ __all__ = [
     "RefreshToken",
     "User",
     "Vehicle",
+    "VehicleValuation",
 ]
