@@ -91,6 +91,69 @@ async def _create_user(settings: Settings, url: str, email: str, password: str, 
         await engine.dispose()
 
 
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    url = migrate_database(settings)
+    report = asyncio.run(_seed(settings, url, args.vehicles))
+    print(
+        f"catalog: {report.catalog_entries} entries; vehicles: {report.vehicles_created} created, "
+        f"{report.vehicles_total} in the demo dealer's inventory"
+    )
+    if report.dealer_password:
+        print(f"demo dealer: {report.dealer_email} / {report.dealer_password} (shown once)")
+    return 0
+
+
+async def _seed(settings: Settings, url: str, vehicles: int):
+    from forecourt.auth.credentials import Credentials
+    from forecourt.db.engine import create_engine, session_factory
+    from forecourt.schema.context import utc_now
+    from forecourt.services import Work
+    from forecourt.services.seed import seed
+    from forecourt.subscriptions.outbox import Outbox
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            report = await seed(
+                Work(session, Outbox(), utc_now()), Credentials.from_settings(settings),
+                vehicles=vehicles,
+            )
+            await session.commit()
+            return report
+    finally:
+        await engine.dispose()
+
+
+def cmd_import_vehicles(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    import httpx
+
+    from forecourt.bulk_import import FileError, run
+
+    path = Path(args.file)
+    rejects = Path(args.rejects) if args.rejects else path.with_name(path.stem + ".rejected.csv")
+    try:
+        summary = run(
+            path, url=args.url, token=args.token, batch_size=args.batch_size, mode=args.mode,
+            dry_run=args.dry_run, rejects_path=rejects,
+        )
+    except (FileError, OSError) as err:
+        print(f"\nforecourt import: {err}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as err:
+        print(f"\nforecourt import: cannot reach {args.url}: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"\n{summary.rows:,} rows in {summary.batches} batches, {summary.seconds:.1f}s: "
+        f"{summary.created:,} created, {summary.updated:,} updated, {summary.rejected:,} rejected"
+        + (" (dry run: nothing written)" if args.dry_run else "")
+    )
+    if summary.rejected:
+        print(f"rejected rows and their reasons: {rejects}")
+    return 0 if not summary.rejected else 3
+
+
 def cmd_schema_export(args: argparse.Namespace, settings: Settings) -> int:
     from forecourt.schema.root import build_schema
 
@@ -109,6 +172,10 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
 
+    seed = sub.add_parser("seed", help="demo catalog and inventory (idempotent)")
+    seed.add_argument("--vehicles", type=int, default=300)
+    seed.set_defaults(run=cmd_seed)
+
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users", required=True)
     create = users.add_parser("create", help="create a user with a role")
     create.add_argument("--email", required=True)
@@ -119,6 +186,18 @@ def parser() -> argparse.ArgumentParser:
         "--role", default="user", choices=[r.name for r in Role] + [r.value for r in Role]
     )
     create.set_defaults(run=cmd_users_create)
+
+    imports = sub.add_parser("import", help="bulk import through the public API")
+    what = imports.add_subparsers(dest="what", required=True)
+    vehicles = what.add_parser("vehicles", help="vehicles from a .csv or .jsonl file")
+    vehicles.add_argument("file")
+    vehicles.add_argument("--url", required=True, help="the server, e.g. https://api.example.com")
+    vehicles.add_argument("--token", required=True, help="a personal API token (fc_pat_...)")
+    vehicles.add_argument("--batch-size", type=int, default=1000)
+    vehicles.add_argument("--mode", choices=["UPSERT", "INSERT"], default="UPSERT")
+    vehicles.add_argument("--dry-run", action="store_true")
+    vehicles.add_argument("--rejects", help="where rejected rows go (default: FILE.rejected.csv)")
+    vehicles.set_defaults(run=cmd_import_vehicles)
 
     schema = sub.add_parser("schema", help="the GraphQL schema").add_subparsers(
         dest="schema", required=True

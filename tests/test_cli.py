@@ -135,3 +135,14 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_seed_is_idempotent(database_url, tmp_path):
+    env = {"DATABASE_URL": database_url, "FORECOURT_DATA_DIR": str(tmp_path), "ARGON2_MEMORY_KIB": "1024"}
+    first = forecourt("seed", "--vehicles", "60", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "vehicles: 60 created, 60 in the demo dealer's inventory" in first.stdout
+    assert "demo dealer: demo-dealer@" in first.stdout
+    again = forecourt("seed", "--vehicles", "60", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "vehicles: 0 created, 60 in" in again.stdout and "demo dealer:" not in again.stdout
