@@ -1,0 +1,215 @@
+"""Benchmarks: each result is a ratio against a baseline measured in the same run.
+
+    make bench            (or: .venv/bin/python -m bench [--seconds 5])
+
+1. vehicles(first: N) with catalogEntry, listedBy and latestValuation through GraphQL over
+   HTTP, against a hand-written asyncpg + orjson endpoint returning the same JSON.
+2. importVehicles with 10,000 rows end to end through HTTP, and its write stage against a raw
+   asyncpg COPY of the same rows; with and without the HNSW index on the feature vector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from forecourt.db.engine import plain_url
+from tests.harness import EmbeddedPostgres, free_port
+
+VEHICLES = """query($first: Int) { vehicles(first: $first) { edges { node {
+  id vin make model year price status
+  catalogEntry { id make model bodyType } listedBy { id displayName }
+  latestValuation { marketValue signal } } } } }"""
+IMPORT = """mutation($input: ImportVehiclesInput!) { importVehicles(input: $input) { created updated failed } }"""
+
+
+def start(kind: str, database_url: str, data_dir: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), database_url, data_dir])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/health" if kind == "graphql" else url + "/vehicles?first=1", timeout=1)
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{kind} server did not start")
+
+
+async def throughput(request, seconds: float, concurrency: int = 8) -> float:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+        await request(client)  # warm caches
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker():
+            nonlocal done
+            while time.perf_counter() < deadline:
+                response = await request(client)
+                assert response.status_code == 200, response.text[:300]
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        return done / (time.perf_counter() - started)
+
+
+async def seed_inventory(database_url: str, data_dir: str) -> None:
+    from forecourt.auth.credentials import Credentials
+    from forecourt.config import Settings
+    from forecourt.db.engine import create_engine, session_factory
+    from forecourt.services.valuation import revalue_stale
+    from forecourt.schema.context import utc_now
+    from forecourt.services import Work
+    from forecourt.services.seed import seed
+    from forecourt.subscriptions.outbox import Outbox
+
+    settings = Settings(FORECOURT_ENV="test", FORECOURT_DATA_DIR=data_dir, JWT_SECRET="b" * 40)
+    engine = create_engine(database_url, pool_size=1)
+    async with session_factory(engine)() as session:
+        work = Work(session, Outbox(), utc_now())
+        await seed(work, Credentials.from_settings(settings), vehicles=600)
+        while await revalue_stale(work, 200):
+            pass
+        await session.commit()
+    await engine.dispose()
+
+
+async def dealer_token(url: str, database_url: str) -> str:
+    async with httpx.AsyncClient(base_url=url) as client:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        body = (await client.post("/graphql", json={"query": """mutation($e: String!) {
+            register(input: {email: $e, password: "Bench1234"}) { accessToken } }""", "variables": {"e": email}})).json()
+    conn = await asyncpg.connect(plain_url(database_url))
+    await conn.execute("UPDATE users SET role = 'dealer', kyc_status = 'approved' WHERE email = $1", email)
+    await conn.close()
+    return body["data"]["register"]["accessToken"]
+
+
+def import_rows(n: int, offset: int) -> list[dict]:
+    return [{"vin": f"BNCH{offset + i:013d}", "year": 2015 + i % 9, "make": "Toyota", "model": "Camry",
+             "condition": "CLEAN", "price": f"{5_000_000 + i}.00", "mileageKm": 10 * i,
+             "features": ["Sunroof", "Bluetooth"], "color": "Black", "location": "Lagos"}
+            for i in range(n)]
+
+
+async def write_stage(database_url: str, rows: list[dict]) -> float:
+    """The import service in-process, timing only its set-wise write (COPY + INSERT ... SELECT)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from forecourt.auth.principal import Principal
+    from forecourt.db.engine import create_engine, session_factory
+    from forecourt.domain.catalog import ImportErrorPolicy, ImportMode, VehicleCondition
+    from forecourt.domain.identity import KycStatus, Role
+    from forecourt.services import Work
+    from forecourt.services import catalog as service
+    from forecourt.subscriptions.outbox import Outbox
+
+    engine = create_engine(database_url, pool_size=1)
+    timings = []
+    original = service._write
+
+    async def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            timings.append(time.perf_counter() - started)
+
+    service._write = timed
+    try:
+        async with session_factory(engine)() as session:
+            actor = await session.scalar(__import__("sqlalchemy").text("SELECT id FROM users WHERE role = 'dealer' LIMIT 1"))
+            work = Work(session, Outbox(), datetime.now(UTC), Principal(actor, Role.DEALER, KycStatus.APPROVED))
+            drafts = [service.VehicleDraft(
+                vin=r["vin"], year=r["year"], make=r["make"], model=r["model"],
+                condition=VehicleCondition(r["condition"].lower()), mileage_km=r["mileageKm"],
+                price=Decimal(r["price"]), features=r["features"], color=r["color"], location=r["location"],
+            ) for r in rows]
+            result = await service.import_vehicles(work, drafts, mode=ImportMode.UPSERT,
+                                                   policy=ImportErrorPolicy.REJECT_FAILED_ROWS, dry_run=False)
+            assert result.created == len(rows)
+            await session.commit()
+    finally:
+        service._write = original
+        await engine.dispose()
+    return len(rows) / timings[0]
+
+
+async def copy_baseline(database_url: str, rows: list[dict]) -> float:
+    """Raw asyncpg COPY of the same rows into a table shaped like vehicles (rows/s)."""
+    conn = await asyncpg.connect(plain_url(database_url))
+    try:
+        await conn.execute("CREATE TEMP TABLE copy_target (LIKE vehicles INCLUDING DEFAULTS INCLUDING GENERATED)")
+        records = [(uuid.uuid4(), r["vin"], r["year"], r["make"], r["model"], r["condition"], r["mileageKm"],
+                    r["color"], r["price"], r["features"], r["location"]) for r in rows]
+        from decimal import Decimal
+        records = [(*r[:8], Decimal(r[8]), *r[9:]) for r in records]
+        started = time.perf_counter()
+        await conn.copy_records_to_table("copy_target", records=records, columns=[
+            "id", "vin", "year", "make", "model", "condition", "mileage_km", "color", "price", "features", "location"])
+        return len(rows) / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+async def main(seconds: float, pg: EmbeddedPostgres) -> None:
+    data_dir = tempfile.mkdtemp()
+    if True:
+        name = await pg.create_database()
+        url = pg.url(name)
+        await seed_inventory(url, data_dir)
+        graphql, gurl = start("graphql", url, data_dir)
+        baseline, burl = start("baseline", url, data_dir)
+        try:
+            print("vehicles list (requests/s, 8 concurrent clients)")
+            for first in (50, 500):
+                base = await throughput(lambda c, f=first: c.get(f"{burl}/vehicles", params={"first": f}), seconds)
+                ours = await throughput(lambda c, f=first: c.post(f"{gurl}/graphql", json={
+                    "query": VEHICLES, "variables": {"first": f}}), seconds)
+                print(f"  first={first}: graphql {ours:8.1f}  asyncpg baseline {base:8.1f}  ratio {ours / base:.2f}")
+
+            print("importVehicles, 10,000 rows")
+            token = await dealer_token(gurl, url)
+            conn = await asyncpg.connect(plain_url(url))
+            for label, index in (("with HNSW index", True), ("without vector index", False)):
+                if not index:
+                    await conn.execute("DROP INDEX ix_vehicles_feature_vector")
+                rows = import_rows(10_000, 0 if index else 20_000)
+                async with httpx.AsyncClient(timeout=300) as client:
+                    started = time.perf_counter()
+                    response = await client.post(f"{gurl}/graphql", headers={"Authorization": f"Bearer {token}"},
+                                                 json={"query": IMPORT, "variables": {"input": {"rows": rows}}})
+                    elapsed = time.perf_counter() - started
+                assert response.json()["data"]["importVehicles"]["created"] == 10_000, response.text[:300]
+                write_rate = await write_stage(url, import_rows(10_000, 40_000 if index else 60_000))
+                copy_rate = await copy_baseline(url, import_rows(10_000, 80_000 if index else 90_000))
+                print(f"  {label}: {10_000 / elapsed:8.0f} rows/s end to end (HTTP); write stage "
+                      f"{write_rate:8.0f} rows/s; raw COPY into a bare table {copy_rate:8.0f} rows/s; "
+                      f"write/COPY {write_rate / copy_rate:.2f}")
+            await conn.close()
+        finally:
+            graphql.terminate()
+            baseline.terminate()
+            graphql.wait()
+            baseline.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5)
+    postgres = EmbeddedPostgres()  # starts (and migrates) outside the event loop
+    try:
+        asyncio.run(main(parser.parse_args().seconds, postgres))
+    finally:
+        postgres.stop()
