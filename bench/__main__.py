@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -67,10 +66,10 @@ async def seed_inventory(database_url: str, data_dir: str) -> None:
     from forecourt.auth.credentials import Credentials
     from forecourt.config import Settings
     from forecourt.db.engine import create_engine, session_factory
-    from forecourt.services.valuation import revalue_stale
     from forecourt.schema.context import utc_now
     from forecourt.services import Work
     from forecourt.services.seed import seed
+    from forecourt.services.valuation import revalue_stale
     from forecourt.subscriptions.outbox import Outbox
 
     settings = Settings(FORECOURT_ENV="test", FORECOURT_DATA_DIR=data_dir, JWT_SECRET="b" * 40)

@@ -154,6 +154,52 @@ def cmd_import_vehicles(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if not summary.rejected else 3
 
 
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    url = migrate_database(settings)
+    features, texts = asyncio.run(_reindex(settings, url))
+    print(f"feature vectors rebuilt: {features}")
+    print(
+        f"text embeddings computed: {texts}"
+        if texts is not None
+        else "text embeddings: skipped (set OPENAI_API_KEY to compute them)"
+    )
+    return 0
+
+
+async def _reindex(settings: Settings, url: str) -> tuple[int, int | None]:
+    from forecourt.db.engine import create_engine, session_factory
+    from forecourt.integrations.openai import OpenAI
+    from forecourt.schema.context import utc_now
+    from forecourt.services import Work
+    from forecourt.services import embeddings as service
+    from forecourt.subscriptions.outbox import Outbox
+
+    engine = create_engine(url, pool_size=1)
+    sessions = session_factory(engine)
+    openai = OpenAI.maybe(settings)
+    try:
+        async with sessions() as session:
+            work = Work(session, Outbox(), utc_now())
+            features = await service.rebuild_feature_vectors(work)
+            if openai is not None:
+                await service.forget_text_embeddings(work)
+            await session.commit()
+        if openai is None:
+            return features, None
+        texts = 0
+        while True:  # one transaction per batch: progress survives an interruption
+            async with sessions() as session:
+                count = await service.embed_pending(Work(session, Outbox(), utc_now()), openai)
+                await session.commit()
+            texts += count
+            if not count:
+                return features, texts
+    finally:
+        if openai is not None:
+            await openai.close()
+        await engine.dispose()
+
+
 def cmd_schema_export(args: argparse.Namespace, settings: Settings) -> int:
     from forecourt.schema.root import build_schema
 
@@ -186,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
         "--role", default="user", choices=[r.name for r in Role] + [r.value for r in Role]
     )
     create.set_defaults(run=cmd_users_create)
+
+    sub.add_parser(
+        "reindex", help="rebuild feature vectors and (with OPENAI_API_KEY) text embeddings"
+    ).set_defaults(run=cmd_reindex)
 
     imports = sub.add_parser("import", help="bulk import through the public API")
     what = imports.add_subparsers(dest="what", required=True)

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, alias="DATABASE_POOL_SIZE")
     redis_url: str | None = Field(None, alias="REDIS_URL")
 
-    jwt_secret: str | None = Field(None, alias="JWT_SECRET")
+    jwt_secret: str | None = Field(None, alias="JWT_SECRET", repr=False)
     access_token_ttl_seconds: int = Field(24 * 3600, alias="ACCESS_TOKEN_TTL_SECONDS")
     refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS")
     # argon2id parameters; tests lower them, production keeps the library's defaults.
@@ -51,6 +51,11 @@ class Settings(BaseSettings):
 
     rate_limit_ip_per_minute: int = Field(100, alias="RATE_LIMIT_IP_PER_MINUTE")
     rate_limit_user_per_minute: int = Field(1000, alias="RATE_LIMIT_USER_PER_MINUTE")
+
+    openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY", repr=False)
+    openai_base_url: str = Field("https://api.openai.com/v1", alias="OPENAI_BASE_URL")
+    embedding_model: str = Field("text-embedding-3-small", alias="EMBEDDING_MODEL")
+    embed_interval_seconds: float = Field(30, alias="EMBED_INTERVAL_SECONDS")
 
     revalue_interval_seconds: float = Field(600, alias="REVALUE_INTERVAL_SECONDS")
 

@@ -7,8 +7,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from forecourt.integrations.openai import OpenAI
 from forecourt.schema.context import AppState
 from forecourt.services import Work
+from forecourt.services.embeddings import embed_pending
 from forecourt.services.valuation import revalue_stale
 from forecourt.subscriptions.outbox import Outbox
 
@@ -34,16 +36,32 @@ async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str
         await asyncio.sleep(seconds)
 
 
+async def embed_listings(state: AppState, client: OpenAI) -> int:
+    """Text-embed vehicles that have none yet, batch by batch until none are left."""
+    total = 0
+    while True:
+        async with state.sessions() as session:
+            count = await embed_pending(Work(session, Outbox(), state.clock()), client)
+            await session.commit()
+        total += count
+        if count == 0:
+            return total
+
+
 @contextlib.asynccontextmanager
 async def running(state: AppState):
-    tasks = []
-    interval = state.settings.revalue_interval_seconds
-    if interval > 0:
-        tasks.append(
-            asyncio.create_task(
-                _every(interval, lambda: revalue_inventory(state), "revalue"), name="revalue"
-            )
+    settings = state.settings
+    schedule = []
+    if settings.revalue_interval_seconds > 0:
+        schedule.append(
+            ("revalue", settings.revalue_interval_seconds, lambda: revalue_inventory(state))
         )
+    openai = OpenAI.maybe(settings)
+    if openai is not None and settings.embed_interval_seconds > 0:
+        schedule.append(
+            ("embed", settings.embed_interval_seconds, lambda: embed_listings(state, openai))
+        )
+    tasks = [asyncio.create_task(_every(i, job, name), name=name) for name, i, job in schedule]
     try:
         yield
     finally:
@@ -52,3 +70,5 @@ async def running(state: AppState):
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if openai is not None:
+            await openai.close()

@@ -148,14 +148,11 @@ class StatementCounter:
         self.statements.clear()
 
 
-class LiveServer:
-    """The real app under uvicorn on 127.0.0.1:<random port>, in a thread of this process."""
+class ThreadServer:
+    """An ASGI app under uvicorn on 127.0.0.1:<random port>, in a thread of this process."""
 
-    def __init__(self, settings: Settings, database_url: str, clock: Clock) -> None:
-        self.app = create_app(settings, database_url, clock=clock)
-        self.state = self.app.state.forecourt
-        self.statements = StatementCounter()
-        event.listen(self.state.engine.sync_engine, "before_cursor_execute", self.statements)
+    def __init__(self, app) -> None:
+        self.app = app
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -171,7 +168,7 @@ class LiveServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/graphql"
 
-    def start(self) -> LiveServer:
+    def start(self):
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
@@ -179,6 +176,12 @@ class LiveServer:
                 raise RuntimeError("server did not start")
             time.sleep(0.01)
         return self
+
+    def __enter__(self) -> ThreadServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     async def call(self, fn, *args):
         """Await `fn(*args)` on the server's own event loop (its engine and pools live there)."""
@@ -189,6 +192,16 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(15)
         self.sock.close()
+
+
+class LiveServer(ThreadServer):
+    """The real Forecourt app."""
+
+    def __init__(self, settings: Settings, database_url: str, clock: Clock) -> None:
+        super().__init__(create_app(settings, database_url, clock=clock))
+        self.state = self.app.state.forecourt
+        self.statements = StatementCounter()
+        event.listen(self.state.engine.sync_engine, "before_cursor_execute", self.statements)
 
 
 class GraphQLClient:

@@ -281,3 +281,20 @@ def check_import_target(
             f"the vehicle is {existing_status.value.replace('_', ' ')} and cannot be changed by an import",
             ("vin",),
         )
+
+
+def listing_text(
+    *, year: int, make: str, model: str, trim: str | None, condition: str, color: str | None,
+    features: list[str], description: str | None, location: str | None,
+) -> str:
+    """The words a text embedding of a listing is computed from."""
+    parts = [f"{year} {make} {model}" + (f" {trim}" if trim else ""), f"condition: {condition}"]
+    if color:
+        parts.append(f"colour: {color}")
+    if features:
+        parts.append("features: " + ", ".join(features))
+    if location:
+        parts.append(f"in {location}")
+    if description:
+        parts.append(description)
+    return ". ".join(parts)

@@ -172,7 +172,7 @@ UPDATE_ACTION = """UPDATE SET year = EXCLUDED.year, make = EXCLUDED.make, model 
     mileage_km = EXCLUDED.mileage_km, color = EXCLUDED.color, price = EXCLUDED.price,
     features = EXCLUDED.features, images = EXCLUDED.images, location = EXCLUDED.location,
     description = EXCLUDED.description, feature_vector = EXCLUDED.feature_vector,
-    updated_at = now(),
+    text_embedding = NULL, updated_at = now(),
     history = v.history
         || jsonb_build_array(jsonb_build_object('at', CAST(:at AS text), 'event', 'updated by import'))
 WHERE v.status IN ('available', 'listed')

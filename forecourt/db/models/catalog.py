@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from forecourt.db.base import Base, created_at, updated_at, uuid_pk
 from forecourt.domain.catalog import FEATURE_DIMENSIONS
+from forecourt.integrations.openai import EMBEDDING_DIMENSIONS
 
 VEHICLE_STATUSES = (
     "'available','in_auction','pending_settlement','in_settlement',"
@@ -107,6 +108,13 @@ class Vehicle(Base):
             # index was ~80% of a 10,000-row import's database time at the default m=16).
             postgresql_with={"m": 8, "ef_construction": 32},
         ),
+        Index(
+            "ix_vehicles_text_embedding",
+            "text_embedding",
+            postgresql_using="hnsw",
+            postgresql_ops={"text_embedding": "vector_cosine_ops"},
+        ),
+        Index("ix_vehicles_needs_embedding", "id", postgresql_where=text("text_embedding IS NULL")),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -139,6 +147,8 @@ class Vehicle(Base):
     history: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'"))
     location: Mapped[str | None] = mapped_column(String(100))
     feature_vector: Mapped[list[float] | None] = mapped_column(Vector(FEATURE_DIMENSIONS))
+    # Filled by the embedding job when an OpenAI key is configured; NULL means "to do".
+    text_embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
     search: Mapped[str] = mapped_column(TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 
 from forecourt.db.models import Vehicle
 from forecourt.domain.catalog import VehicleCondition, VehicleStatus
@@ -89,26 +98,62 @@ def by_ids(ids) -> Select:
     return select(*VEHICLE_COLUMNS).where(v.id.in_(ids))
 
 
+# Nearest neighbours come from the feature-vector index; where both vehicles have text
+# embeddings, the candidates are re-ranked with the listing text's meaning as well.
+CANDIDATES_PER_RESULT = 4
+TEXT_WEIGHT = 2.0
+
+
 def similar_to(ids, k: int) -> Select:
-    """The k nearest vehicles to each of `ids` by feature vector, in one LATERAL query."""
-    source = select(v.id.label("source_id"), v.feature_vector.label("fv")).where(
-        v.id.in_(ids), v.feature_vector.is_not(None)
-    ).subquery("source")
-    neighbour = Vehicle.__table__.alias("n")
-    nc = neighbour.c
-    nearest = (
-        select(*[nc[c.name] for c in VEHICLE_COLUMNS])
+    """The k most similar vehicles to each of `ids`, in one LATERAL query."""
+    source = (
+        select(
+            v.id.label("source_id"),
+            v.feature_vector.label("fv"),
+            v.text_embedding.label("te"),
+        )
+        .where(v.id.in_(ids), v.feature_vector.is_not(None))
+        .subquery("source")
+    )
+    nc = Vehicle.__table__.alias("n").c
+    text_distance = case(
+        (
+            and_(source.c.te.is_not(None), nc.text_embedding.is_not(None)),
+            nc.text_embedding.cosine_distance(source.c.te),
+        ),
+        else_=literal(0.0),
+    )
+    candidates = (
+        select(
+            *[nc[c.name] for c in VEHICLE_COLUMNS],
+            nc.feature_vector.l2_distance(source.c.fv).label("feature_distance"),
+            text_distance.label("text_distance"),
+        )
         .where(
             nc.id != source.c.source_id,
             nc.status.in_([s.value for s in DEFAULT_STATUSES]),
             nc.feature_vector.is_not(None),
         )
         .order_by(nc.feature_vector.l2_distance(source.c.fv))
-        .limit(k)
-        .lateral("nearest")
+        .limit(k * CANDIDATES_PER_RESULT)
+        .lateral("candidates")
     )
-    return select(source.c.source_id, *[nearest.c[c.name] for c in VEHICLE_COLUMNS]).select_from(
-        source.join(nearest, literal_column("true"))
+    score = candidates.c.feature_distance + TEXT_WEIGHT * candidates.c.text_distance
+    ranked = (
+        select(
+            source.c.source_id,
+            *[candidates.c[c.name] for c in VEHICLE_COLUMNS],
+            func.row_number()
+            .over(partition_by=source.c.source_id, order_by=(score, candidates.c.id))
+            .label("rank"),
+        )
+        .select_from(source.join(candidates, literal_column("true")))
+        .subquery("ranked")
+    )
+    return (
+        select(ranked.c.source_id, *[ranked.c[c.name] for c in VEHICLE_COLUMNS])
+        .where(ranked.c.rank <= k)
+        .order_by(ranked.c.source_id, ranked.c.rank)
     )
 
 
