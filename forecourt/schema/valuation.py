@@ -52,19 +52,20 @@ class ValuationType:
         )
 
     @classmethod
-    def from_row(cls, r, now: datetime) -> ValuationType:
-        return cls(
+    def from_row(cls, r, now: datetime) -> "ValuationType":
+        """From a stored vehicle_valuations row."""
+        stored = model.Valuation(
             market_value=r.market_value,
             foreign_used=r.foreign_used,
             local_used=r.local_used,
             brand_new=r.brand_new,
             investment_score=r.investment_score,
             signal=MarketSignal(r.signal),
-            depreciation=[PricePoint(year=p["year"], value=Decimal(p["value"])) for p in r.depreciation],
-            as_of=r.as_of,
+            depreciation=[(p["year"], Decimal(p["value"])) for p in r.depreciation],
             comparables=r.comparables,
-            stale=model.is_stale(r.as_of, now),
+            as_of=r.as_of,
         )
+        return cls.from_result(stored, now)
 
 
 @strawberry.input
