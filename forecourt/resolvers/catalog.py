@@ -22,9 +22,9 @@ def _vehicle_query(filter: t.VehicleFilter | None, search: str | None) -> querie
     f = filter or t.VehicleFilter()
     v = Validator()
     text = v.run(clean_text, search, "search", max_length=SEARCH_MAX_LENGTH)
-    for name in ("make", "model", "bodyType"):
-        v.run(clean_text, optional(getattr(f, "body_type" if name == "bodyType" else name)),
-              name, max_length=100)
+    v.run(clean_text, optional(f.make), "make", max_length=100)
+    v.run(clean_text, optional(f.model), "model", max_length=100)
+    v.run(clean_text, optional(f.body_type), "bodyType", max_length=100)
     features = optional(f.features) or []
     if len(features) > 20:
         v.add("TOO_MANY", "filter on at most 20 features", "features")

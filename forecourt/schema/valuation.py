@@ -52,7 +52,7 @@ class ValuationType:
         )
 
     @classmethod
-    def from_row(cls, r, now: datetime) -> "ValuationType":
+    def from_row(cls, r, now: datetime) -> ValuationType:
         """From a stored vehicle_valuations row."""
         stored = model.Valuation(
             market_value=r.market_value,

@@ -135,5 +135,3 @@ async def revalue_stale(work: Work, limit: int = REVALUE_BATCH) -> int:
             continue  # no market data for this one yet
     return count
 
-
-__all__ = ["market_data", "revalue_stale", "revalue_vehicle", "value_request"]

@@ -16,7 +16,7 @@ from sqlalchemy import (
     select,
 )
 
-from forecourt.db.models import Vehicle
+from forecourt.db.models import CatalogEntry, Vehicle
 from forecourt.domain.catalog import VehicleCondition, VehicleStatus
 
 v = Vehicle.__table__.c
@@ -50,8 +50,6 @@ def search_query(text: str) -> ColumnElement:
 
 
 def filtered(q: VehicleQuery) -> Select:
-    from forecourt.db.models import CatalogEntry
-
     conditions = [v.status.in_([s.value for s in (q.statuses or DEFAULT_STATUSES)])]
     if q.make:
         conditions.append(func.lower(v.make) == q.make.strip().lower())
@@ -167,8 +165,6 @@ def nearest_match(text: str) -> Select:
         .limit(1)
     )
 
-
-__all__ = ["VehicleQuery", "by_ids", "by_vin", "filtered", "nearest_match", "order_keys", "similar_to"]
 
 
 def by_vin(vin: str) -> Select:
