@@ -26,6 +26,7 @@ from forecourt.db.engine import create_engine, session_factory
 from forecourt.schema.context import AppState, utc_now
 from forecourt.schema.http import GraphQLView, error_response
 from forecourt.schema.root import build_schema
+from forecourt.services.bidding import BidWriter
 from forecourt.subscriptions import broadcast as broadcasting
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,18 @@ def create_app(
     settings: Settings, database_url: str, *, clock: Callable[[], datetime] = utc_now
 ) -> Starlette:
     engine = create_engine(database_url, pool_size=settings.database_pool_size)
+    sessions = session_factory(engine)
+    broadcast = broadcasting.create_broadcast(settings)
+
+    async def publish(outbox) -> None:
+        await outbox.flush(broadcast)
+
     state = AppState(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
-        broadcast=broadcasting.create_broadcast(settings),
+        sessions=sessions,
+        broadcast=broadcast,
+        bid_writer=BidWriter(sessions, publish, clock),
         credentials=Credentials.from_settings(settings),
         rate_limiter=RateLimiter(
             settings.rate_limit_ip_per_minute,
@@ -94,6 +102,7 @@ def create_app(
             async with jobs.running(state):
                 yield
         finally:
+            await state.bid_writer.close()
             await state.broadcast.disconnect()
             await state.rate_limiter.close()
             await engine.dispose()

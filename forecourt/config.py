@@ -59,6 +59,21 @@ class Settings(BaseSettings):
 
     revalue_interval_seconds: float = Field(600, alias="REVALUE_INTERVAL_SECONDS")
 
+    # Auctions: closing/starting jobs run this often in every process; reserve protection
+    # bids every 30 s (seed 004).
+    auction_job_interval_seconds: float = Field(1.0, alias="AUCTION_JOB_INTERVAL_SECONDS")
+    reserve_protection_interval_seconds: float = Field(30.0, alias="RESERVE_PROTECTION_INTERVAL_SECONDS")
+
+    stripe_api_key: str | None = Field(None, alias="STRIPE_API_KEY", repr=False)
+    stripe_webhook_secret: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRET", repr=False)
+    stripe_api_base: str = Field("https://api.stripe.com", alias="STRIPE_API_BASE")
+    wallet_currency: str = Field("ngn", alias="WALLET_CURRENCY")
+
+    # Subscriptions: events a subscriber may fall behind by before it is dropped, and how long
+    # a lost Redis connection may last before subscriptions end rather than wait.
+    subscriber_mailbox_size: int = Field(1000, alias="SUBSCRIBER_MAILBOX_SIZE")
+    broadcast_outage_grace_seconds: float = Field(15.0, alias="BROADCAST_OUTAGE_GRACE_SECONDS")
+
     ws_keepalive_seconds: float = Field(8.0, alias="WS_KEEPALIVE_SECONDS")
     ws_connection_init_timeout_seconds: float = Field(10.0, alias="WS_INIT_TIMEOUT_SECONDS")
     cors_origins: list[str] = Field(default_factory=list, alias="CORS_ORIGINS")

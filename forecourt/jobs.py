@@ -7,9 +7,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from forecourt.domain.auctions import AuctionStatus
 from forecourt.integrations.openai import OpenAI
 from forecourt.schema.context import AppState
-from forecourt.services import Work
+from forecourt.services import Work, auctions, bidding
 from forecourt.services.embeddings import embed_pending
 from forecourt.services.valuation import revalue_stale
 from forecourt.subscriptions.outbox import Outbox
@@ -25,6 +26,50 @@ async def revalue_inventory(state: AppState) -> int:
         await session.commit()
         await work.events.flush(state.broadcast)
         return count
+
+
+async def _in_own_transaction(state: AppState, step: Callable[[Work], Awaitable[object]]) -> object:
+    """Run one step in its own transaction; publish its events after commit."""
+    async with state.sessions() as session:
+        work = Work(session, Outbox(), state.clock())
+        async with session.begin():
+            result = await step(work)
+        await work.events.flush(state.broadcast)
+        return result
+
+
+async def _each_due(state: AppState, status: AuctionStatus, column, handle) -> int:
+    """Handle due auctions one transaction each. SKIP LOCKED lets several processes share the
+    work; `handle` re-checks the state under the lock, so each auction is handled once."""
+    handled = 0
+    while True:
+        async def step(work: Work) -> bool:
+            ids = await auctions.due(work.session, status, column, work.now, limit=1)
+            if ids:
+                await handle(work, ids[0])
+            return bool(ids)
+
+        if not await _in_own_transaction(state, step):
+            return handled
+        handled += 1
+
+
+async def run_auctions(state: AppState) -> dict[str, int]:
+    """Start scheduled auctions, close ended ones, and pass expired settlements on."""
+    started = await _in_own_transaction(state, auctions.start_due)
+    closed = await _each_due(state, AuctionStatus.LIVE, auctions.A.c.end_time, auctions.close)
+    expired = await _each_due(state, AuctionStatus.PENDING_SETTLEMENT, auctions.A.c.settlement_deadline,
+                              auctions.expire_settlement)
+    return {"started": started, "closed": closed, "expired": expired}
+
+
+async def protect_reserves(state: AppState) -> int:
+    """Reserve-protection bids due now (seed 004: checked every 30 s)."""
+    ids = await _in_own_transaction(state, lambda work: bidding.protection_candidates(work.session, work.now))
+    placed = 0
+    for auction_id in ids:
+        placed += await _in_own_transaction(state, lambda work, a=auction_id: bidding.protect_reserve(work, a))
+    return placed
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
@@ -56,6 +101,11 @@ async def running(state: AppState):
         schedule.append(
             ("revalue", settings.revalue_interval_seconds, lambda: revalue_inventory(state))
         )
+    if settings.auction_job_interval_seconds > 0:
+        schedule.append(("auctions", settings.auction_job_interval_seconds, lambda: run_auctions(state)))
+    if settings.reserve_protection_interval_seconds > 0:
+        schedule.append(("reserve-protection", settings.reserve_protection_interval_seconds,
+                         lambda: protect_reserves(state)))
     openai = OpenAI.maybe(settings)
     if openai is not None and settings.embed_interval_seconds > 0:
         schedule.append(

@@ -60,7 +60,9 @@ def make_settings(tmp_path, **overrides) -> Settings:
         # Tests send hundreds of requests from one address; test_rate_limits sets real limits.
         "RATE_LIMIT_IP_PER_MINUTE": 100_000,
         "RATE_LIMIT_USER_PER_MINUTE": 100_000,
-        "REVALUE_INTERVAL_SECONDS": 0,  # tests run the job themselves
+        "REVALUE_INTERVAL_SECONDS": 0,  # tests run the jobs themselves, with the clock injected
+        "AUCTION_JOB_INTERVAL_SECONDS": 0,
+        "RESERVE_PROTECTION_INTERVAL_SECONDS": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -57,6 +57,19 @@ def sample(operation: str) -> tuple[str, dict]:
             "mutation($i: ImportVehiclesInput!) { importVehicles(input: $i) { userErrors { code } } }",
             {"i": {"rows": [], "dryRun": True}},
         ),
+        "Query.auctions": ("{ auctions { totalCount } }", {}),
+        "Query.auction": ('{ auction(id: "eA") { id } }', {}),
+        "Mutation.createAuction": (
+            "mutation($i: CreateAuctionInput!) { createAuction(input: $i) { userErrors { code } } }",
+            {"i": {"vehicleId": "eA", "startPrice": "1.00", "startTime": "2030-01-01T00:00:00Z",
+                   "endTime": "2030-01-02T00:00:00Z"}},
+        ),
+        "Mutation.placeBid": ('mutation { placeBid(input: {auctionId: "eA", amount: "1.00"}) { userErrors { code } } }', {}),
+        "Mutation.cancelAuction": (
+            'mutation { cancelAuction(input: {auctionId: "eA", reason: "r"}) { userErrors { code } } }', {}),
+        "Mutation.settleAuction": ('mutation { settleAuction(input: {auctionId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.adjustWallet": (
+            'mutation { adjustWallet(input: {userId: "eA", amount: "1.00", reason: "r"}) { userErrors { code } } }', {}),
         "Mutation.reviewKycApplication": (
             'mutation { reviewKycApplication(input: {userId: "VXNlcjox", approve: true}) { userErrors { code } } }',
             {},

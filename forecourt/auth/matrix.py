@@ -19,6 +19,8 @@ ANYONE: frozenset[Actor] = SIGNED_IN | {GUEST}
 # Seed 004: bidding is for users, dealers (and verified sellers); not for concierge/manager.
 BIDDERS: frozenset[Actor] = frozenset({Role.USER, Role.VERIFIED_SELLER, Role.DEALER})
 ADMINS: frozenset[Actor] = frozenset({Role.ADMIN})
+SELLERS: frozenset[Actor] = frozenset({Role.DEALER, Role.VERIFIED_SELLER})
+STAFF: frozenset[Actor] = frozenset({Role.MANAGER, Role.ADMIN})
 
 PERMISSIONS: dict[str, frozenset[Actor]] = {
     # identity
@@ -42,6 +44,15 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Query.valuation": ANYONE,  # seed 004: the valuation tool is the guests' lead magnet
     "Mutation.createVehicle": frozenset({Role.DEALER, Role.MANAGER, Role.ADMIN}),
     "Mutation.importVehicles": frozenset({Role.DEALER, Role.MANAGER, Role.ADMIN}),  # bulk: not sellers
+    # auctions & wallet: anyone may watch; sellers auction their own vehicles, staff any
+    "Query.auctions": ANYONE,
+    "Query.auction": ANYONE,
+    "Subscription.auctionEvents": ANYONE,
+    "Mutation.createAuction": SELLERS | STAFF,
+    "Mutation.cancelAuction": SELLERS | STAFF,
+    "Mutation.placeBid": BIDDERS | ADMINS,  # seed 004 route matrix: not concierge or manager
+    "Mutation.settleAuction": BIDDERS | ADMINS,
+    "Mutation.adjustWallet": ADMINS,
 }
 
 # Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens.

@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from forecourt.domain.catalog import VehicleCondition
 from forecourt.domain.errors import DomainError
+from forecourt.domain.money import CENT
 
 STALE_AFTER = timedelta(days=7)
 EXPECTED_KM_PER_YEAR = 15_000
@@ -26,7 +27,6 @@ CONDITION_FACTOR = {
     VehicleCondition.EXCELLENT: 1.08,
     VehicleCondition.UPGRADED: 1.12,
 }
-CENT = Decimal("0.01")
 
 
 class MarketSignal(enum.Enum):

@@ -5,6 +5,12 @@ from __future__ import annotations
 from functools import cached_property
 
 from forecourt.db.reader import Reader
+from forecourt.loaders.auctions import (
+    ActiveAuctionByVehicleLoader,
+    AuctionByIdLoader,
+    BidsPageLoader,
+    WalletByUserLoader,
+)
 from forecourt.loaders.catalog import (
     CatalogEntryByIdLoader,
     SimilarVehiclesLoader,
@@ -46,3 +52,19 @@ class Loaders:
     @cached_property
     def latest_valuation_by_vehicle(self) -> LatestValuationByVehicleLoader:
         return LatestValuationByVehicleLoader(self._reader)
+
+    @cached_property
+    def auction_by_id(self) -> AuctionByIdLoader:
+        return AuctionByIdLoader(self._reader)
+
+    @cached_property
+    def active_auction_by_vehicle(self) -> ActiveAuctionByVehicleLoader:
+        return ActiveAuctionByVehicleLoader(self._reader)
+
+    @cached_property
+    def bids_page(self) -> BidsPageLoader:
+        return BidsPageLoader(self._reader)
+
+    @cached_property
+    def wallet_by_user(self) -> WalletByUserLoader:
+        return WalletByUserLoader(self._reader)

@@ -26,6 +26,7 @@ VehicleConditionEnum = strawberry.enum(VehicleCondition, name="VehicleCondition"
 MAX_SIMILAR = 20
 
 if TYPE_CHECKING:
+    from forecourt.schema.auctions import AuctionType
     from forecourt.schema.valuation import ValuationType
 
 
@@ -118,6 +119,15 @@ class VehicleType(Node):
     @strawberry.field(description="The dealer or admin who listed it.")
     async def listed_by(self, info: strawberry.Info) -> UserType | None:
         return await load_user(info.context, self.listed_by_id)
+
+    @strawberry.field(description="The auction it is in now (scheduled, live or awaiting settlement), if any.")
+    async def active_auction(
+        self, info: strawberry.Info
+    ) -> Annotated[AuctionType, strawberry.lazy("forecourt.schema.auctions")] | None:
+        from forecourt.schema.auctions import AuctionType
+
+        row = await info.context.loaders.active_auction_by_vehicle.load(self.vehicle_id)
+        return AuctionType.from_row(row) if row else None
 
     @strawberry.field(description="The most recent valuation; `stale` after a week (re-queued).")
     async def latest_valuation(

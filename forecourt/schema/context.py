@@ -19,6 +19,7 @@ from forecourt.config import Settings
 from forecourt.db.reader import Reader
 from forecourt.loaders import Loaders
 from forecourt.services import Work
+from forecourt.services.bidding import BidWriter
 from forecourt.subscriptions.outbox import Outbox
 
 
@@ -36,6 +37,7 @@ class AppState:
     broadcast: Broadcast
     credentials: Credentials
     rate_limiter: RateLimiter
+    bid_writer: BidWriter
     clock: Callable[[], datetime] = utc_now
     started_at: float = field(default_factory=time.monotonic)
 

@@ -14,6 +14,7 @@ from graphql import GraphQLError
 
 from forecourt.auth.errors import AuthError
 from forecourt.domain.errors import DomainError
+from forecourt.subscriptions.fanout import StreamInterrupted
 
 log = logging.getLogger("forecourt.errors")
 
@@ -55,6 +56,8 @@ def format_errors(errors: list[GraphQLError], execution_context: Any, *, debug: 
             continue
         original = error.original_error
         if isinstance(original, AuthError):
+            extensions["code"] = original.code
+        elif isinstance(original, StreamInterrupted):
             extensions["code"] = original.code
         elif isinstance(original, DomainError):
             extensions.update(code=BAD_USER_INPUT, reason=original.code)

@@ -16,6 +16,7 @@ from forecourt.schema.errors import UserError
 from forecourt.schema.organizations import OrganizationType, load_organization
 from forecourt.schema.relay import Node, node_resolver, to_global_id
 from forecourt.schema.scalars import JSON
+from forecourt.schema.wallet import WalletType, load_wallet
 
 RoleEnum = strawberry.enum(Role, name="Role")
 KycStatusEnum = strawberry.enum(KycStatus, name="KycStatus")
@@ -52,6 +53,13 @@ class UserType(Node):
     async def api_tokens(self, info: strawberry.Info) -> list[ApiTokenType]:
         rows = await info.context.loaders.api_tokens_by_user.load(self.user_id)
         return [ApiTokenType.from_model(row) for row in rows]
+
+    @strawberry.field(
+        permission_classes=[SelfOrAdmin],
+        description="Balance, holds, buying power and ledger (the user themself and admins only).",
+    )
+    async def wallet(self, info: strawberry.Info) -> WalletType:
+        return await load_wallet(info.context, self.user_id)
 
     @classmethod
     def from_model(cls, user: User, *, is_own_account: bool = False) -> UserType:

@@ -16,9 +16,18 @@ from forecourt.auth.matrix import PERMISSIONS
 from forecourt.auth.permissions import Allowed
 from forecourt.config import Settings
 from forecourt.domain.errors import DomainError
-from forecourt.resolvers import catalog, identity, organizations, valuation
+from forecourt.resolvers import (
+    auctions,
+    catalog,
+    identity,
+    organizations,
+    valuation,
+    wallet,
+)
 from forecourt.resolvers.base import optional
+from forecourt.schema import auctions as at
 from forecourt.schema import identity as t
+from forecourt.schema import wallet as wt
 from forecourt.schema.catalog import (
     CatalogEntryType,
     CreateVehicleInput,
@@ -87,6 +96,20 @@ class Query:
     @guarded(description="Market value of any make, model and year; free for everyone.")
     async def valuation(self, info: strawberry.Info, input: ValuationInput) -> ValuationType:
         return await valuation.valuation(info.context, input)
+
+    @guarded(description="Auctions, ending soonest first.")
+    async def auctions(
+        self,
+        info: strawberry.Info,
+        status: list[at.AuctionStatusEnum] | None = strawberry.UNSET,
+        first: int | None = 20,
+        after: str | None = strawberry.UNSET,
+    ) -> Connection[at.AuctionType]:
+        return await auctions.auctions(info.context, optional(status), first, optional(after))
+
+    @guarded
+    async def auction(self, info: strawberry.Info, id: strawberry.ID) -> at.AuctionType | None:
+        return await auctions.auction(info.context, id)
 
     @guarded(description="KYC and dealer applications, newest first (admins).")
     async def kyc_applications(
@@ -158,6 +181,29 @@ class Mutation:
     ) -> ImportVehiclesPayload:
         return await catalog.import_vehicles(info.context, input)
 
+    @guarded_mutation(description="Auction one of your vehicles (sellers for their own; staff for any).")
+    async def create_auction(self, info: strawberry.Info, input: at.CreateAuctionInput) -> at.AuctionPayload:
+        return await auctions.create_auction(info.context, input)
+
+    @guarded_mutation(
+        description="Bid at least `minimumNextBid`, optionally with a proxy maximum. Needs KYC and "
+        "20% of all your winning bids available in your wallet."
+    )
+    async def place_bid(self, info: strawberry.Info, input: at.PlaceBidInput) -> at.PlaceBidPayload:
+        return await auctions.place_bid(info.context, input)
+
+    @guarded_mutation(description="The seller before the first bid; staff until it ends (audited).")
+    async def cancel_auction(self, info: strawberry.Info, input: at.CancelAuctionInput) -> at.AuctionPayload:
+        return await auctions.cancel_auction(info.context, input)
+
+    @guarded_mutation(description="The winner pays the hammer price from their wallet; the held deposit counts towards it.")
+    async def settle_auction(self, info: strawberry.Info, input: at.SettleAuctionInput) -> at.AuctionPayload:
+        return await auctions.settle_auction(info.context, input)
+
+    @guarded_mutation(description="Credit or debit a wallet (admins; audited).")
+    async def adjust_wallet(self, info: strawberry.Info, input: wt.AdjustWalletInput) -> wt.WalletPayload:
+        return await wallet.adjust_wallet(info.context, input)
+
     @guarded_mutation(description="Approve or reject a pending application (admins; audited).")
     async def review_kyc_application(
         self, info: strawberry.Info, input: t.ReviewKycInput
@@ -170,6 +216,15 @@ class Subscription:
     @guarded_subscription(description="Changes to your account, e.g. a reviewed application.")
     async def account_events(self, info: strawberry.Info) -> AsyncGenerator[t.AccountEvent, None]:
         async for event in identity.account_events(info.context):
+            yield event
+
+    @guarded_subscription(
+        description="An auction's events in sequence order; pass `afterSequence` to replay what you missed."
+    )
+    async def auction_events(
+        self, info: strawberry.Info, auction_id: strawberry.ID, after_sequence: int | None = strawberry.UNSET
+    ) -> AsyncGenerator[at.AuctionEventType, None]:
+        async for event in auctions.auction_events(info.context, auction_id, optional(after_sequence)):
             yield event
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from broadcaster import Broadcast
 
 from forecourt.config import Settings
+from forecourt.subscriptions.fanout import FanOut
 from forecourt.subscriptions.redis_backend import RedisPubSubBackend
 
 
-def create_broadcast(settings: Settings) -> Broadcast:
+def create_broadcast(settings: Settings) -> FanOut:
+    limits = {"mailbox_size": settings.subscriber_mailbox_size,
+              "outage_grace_seconds": settings.broadcast_outage_grace_seconds}
     if settings.redis_url:
-        return Broadcast(backend=RedisPubSubBackend(settings.redis_url))
-    return Broadcast("memory://")
+        return FanOut(backend=RedisPubSubBackend(settings.redis_url), **limits)
+    return FanOut("memory://", **limits)
 
 
 def backend_name(settings: Settings) -> str:

@@ -7,3 +7,7 @@ import uuid
 
 def user_channel(user_id: uuid.UUID) -> str:
     return f"user:{user_id}"
+
+
+def auction_channel(auction_id: uuid.UUID) -> str:
+    return f"auction:{auction_id}"

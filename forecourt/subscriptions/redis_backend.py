@@ -2,8 +2,9 @@
 
 broadcaster's own Redis backend loses its listener when a subscription races the first
 `listen()` (it waits forever), and hangs silently when Redis drops (encode/broadcaster#144).
-This one subscribes before it listens, and on a dropped connection reconnects with backoff
-and subscribes again to every channel it had.
+This one subscribes before it listens, and on a dropped connection reconnects with backoff,
+subscribes again to every channel it had, and reports the outage and the recovery on the
+control channel (see fanout.py) so subscribers catch up from the database or end cleanly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from broadcaster._backends.base import BroadcastBackend
 from redis import asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from forecourt.subscriptions.fanout import (
+    CONNECTION_LOST,
+    CONNECTION_RESTORED,
+    CONTROL_CHANNEL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +78,15 @@ class RedisPubSubBackend(BroadcastBackend):
             try:
                 if failures:
                     await self._resubscribe()
+                    self._queue.put_nowait(Event(CONTROL_CHANNEL, CONNECTION_RESTORED))
+                    log.warning("redis pub/sub connection restored")
+                    failures = 0
                 message = await self._pubsub.get_message(timeout=1.0)
-                failures = 0
             except (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError) as err:
                 # RuntimeError: redis-py's "pubsub connection not set" after a failed resubscribe
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+                if not failures:
+                    self._queue.put_nowait(Event(CONTROL_CHANNEL, CONNECTION_LOST))
                 failures += 1
                 log.warning("redis pub/sub connection lost (%s); retrying in %.2fs", err, delay)
                 await asyncio.sleep(delay)

@@ -1,12 +1,21 @@
 """All models, imported so the metadata is complete (alembic, tests)."""
 
+from forecourt.db.models.auctions import Auction, AuctionEvent, Bid
 from forecourt.db.models.audit import AdminAuditLog
 from forecourt.db.models.catalog import CatalogEntry, Vehicle
 from forecourt.db.models.identity import ApiToken, KycApplication, RefreshToken, User
 from forecourt.db.models.organizations import MinuteQuota, Organization
 from forecourt.db.models.valuation import VehicleValuation
+from forecourt.db.models.wallet import LedgerEntry, Payment, Wallet, WebhookEvent
 
 __all__ = [
+    "Auction",
+    "AuctionEvent",
+    "Bid",
+    "LedgerEntry",
+    "Payment",
+    "Wallet",
+    "WebhookEvent",
     "AdminAuditLog",
     "ApiToken",
     "CatalogEntry",

@@ -1,0 +1,132 @@
+"""Fan-out of published events to this process's subscribers, with bounded mailboxes.
+
+broadcaster keeps an unbounded queue per subscriber: one slow client grows the process's
+memory without limit. Here each subscriber has a mailbox of fixed size; a subscriber that falls
+that far behind is dropped with `StreamInterrupted("SLOW_CONSUMER")` and can resume from the
+database with `afterSequence`. The backend reports lost and restored connections: a restored
+connection tells every subscriber to re-read what it may have missed (RESYNC); a connection
+that stays lost ends the subscriptions (`EVENTS_UNAVAILABLE`) instead of leaving them hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+
+from broadcaster import Broadcast, Event
+
+CONTROL_CHANNEL = "__forecourt_control__"
+CONNECTION_LOST = "lost"
+CONNECTION_RESTORED = "restored"
+RESYNC = Event(CONTROL_CHANNEL, "resync")
+
+
+class StreamInterrupted(Exception):
+    """A subscription the server had to end; the client resumes it (with afterSequence)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Mailbox:
+    def __init__(self, limit: int) -> None:
+        self._items: deque[Event] = deque()
+        self._limit = limit
+        self._ready = asyncio.Event()
+        self.failure: StreamInterrupted | None = None
+
+    def deliver(self, event: Event) -> None:
+        if self.failure is not None:
+            return
+        if len(self._items) >= self._limit:
+            self._items.clear()
+            self.fail(StreamInterrupted(
+                "SLOW_CONSUMER",
+                f"More than {self._limit} events were waiting for this subscriber; "
+                "resubscribe with afterSequence to catch up",
+            ))
+            return
+        self._items.append(event)
+        self._ready.set()
+
+    def fail(self, failure: StreamInterrupted) -> None:
+        if self.failure is None:
+            self.failure = failure
+        self._ready.set()
+
+    async def get(self) -> Event:
+        while not self._items:
+            if self.failure is not None:
+                raise self.failure
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def __aiter__(self) -> Mailbox:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+
+class FanOut(Broadcast):
+    def __init__(self, url: str | None = None, *, backend=None, mailbox_size: int = 1000,
+                 outage_grace_seconds: float = 15.0) -> None:
+        super().__init__(url, backend=backend)
+        self._mailboxes: dict[str, set[Mailbox]] = {}
+        self.mailbox_size = mailbox_size
+        self.outage_grace_seconds = outage_grace_seconds
+        self._outage: asyncio.TimerHandle | None = None
+
+    async def _listener(self) -> None:
+        while True:
+            event = await self._backend.next_published()
+            if event.channel == CONTROL_CHANNEL:
+                self._control(event.message)
+                continue
+            for mailbox in list(self._mailboxes.get(event.channel, ())):
+                mailbox.deliver(event)
+
+    def _control(self, message: str) -> None:
+        if message == CONNECTION_LOST and self._outage is None:
+            self._outage = asyncio.get_running_loop().call_later(self.outage_grace_seconds, self._give_up)
+        elif message == CONNECTION_RESTORED:
+            if self._outage is not None:
+                self._outage.cancel()
+                self._outage = None
+            for mailboxes in self._mailboxes.values():
+                for mailbox in mailboxes:
+                    mailbox.deliver(RESYNC)
+
+    def _give_up(self) -> None:
+        self._outage = None
+        for mailboxes in self._mailboxes.values():
+            for mailbox in mailboxes:
+                mailbox.fail(StreamInterrupted(
+                    "EVENTS_UNAVAILABLE", "Live events are unavailable; resubscribe to resume"))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Mailbox]:  # type: ignore[override]
+        mailbox = Mailbox(self.mailbox_size)
+        subscribers = self._mailboxes.get(channel)
+        try:
+            if not subscribers:
+                self._mailboxes[channel] = {mailbox}
+                await self._backend.subscribe(channel)
+            else:
+                subscribers.add(mailbox)
+            yield mailbox
+        finally:
+            remaining = self._mailboxes.get(channel)
+            if remaining is not None:
+                remaining.discard(mailbox)
+                if not remaining:
+                    del self._mailboxes[channel]
+                    await self._backend.unsubscribe(channel)
+
+    def subscriber_count(self) -> int:
+        return sum(len(m) for m in self._mailboxes.values())
