@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -221,3 +222,44 @@ class GraphQLClient:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+class ProcessServer:
+    """`forecourt serve` in its own OS process (real clock), for multi-process tests."""
+
+    def __init__(self, env: dict[str, str], database_url: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "forecourt", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env={**os.environ, **env, "DATABASE_URL": database_url},
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+    def wait_ready(self, timeout: float = 60) -> ProcessServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
