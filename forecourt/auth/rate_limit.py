@@ -6,8 +6,14 @@ shares the count) and in process memory otherwise.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+
+from redis import asyncio as redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
 
@@ -39,16 +45,25 @@ class MemoryCounter:
 
 
 class RedisCounter:
-    def __init__(self, url: str) -> None:
-        from redis import asyncio as redis
+    """Shared counts in Redis. While Redis is unreachable each process counts on its own: the
+    limits hold per process instead of failing every request."""
 
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._fallback = MemoryCounter()
+        self._warned_at = 0.0
 
     async def hit(self, key: str, window: int) -> int:
         name = f"ratelimit:{key}:{window}"
-        async with self._client.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(name).expire(name, WINDOW_SECONDS * 2).execute()
-        return int(count)
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                count, _ = await pipe.incr(name).expire(name, WINDOW_SECONDS * 2).execute()
+            return int(count)
+        except (RedisError, OSError) as err:
+            if time.monotonic() - self._warned_at > 30:
+                self._warned_at = time.monotonic()
+                log.warning("rate limits counted per process: Redis unavailable (%s)", err)
+            return await self._fallback.hit(key, window)
 
     async def close(self) -> None:
         await self._client.aclose()

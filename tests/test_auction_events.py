@@ -1,0 +1,146 @@
+"""auctionEvents: replay from the log with afterSequence, exactly-once delivery across
+reconnects, bounded mailboxes, and Redis outages (resume or end, never hang)."""
+
+import asyncio
+import json
+
+import pytest
+
+from forecourt.subscriptions.fanout import RESYNC, FanOut, StreamInterrupted
+from forecourt.subscriptions.redis_backend import RedisPubSubBackend
+from tests.conftest import make_settings
+from tests.harness import GraphQLClient, LiveServer, RedisServer
+from tests.test_auction_concurrency import EVENTS, collect
+from tests.test_auctions import new_auction, place
+from tests.test_subscriptions import receive
+
+
+async def open_events(url, auction_id, after=None, token=None):
+    import websockets
+
+    ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"])
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"} if token else {}}))
+    assert (await receive(ws))["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                              "payload": {"query": EVENTS, "variables": {"id": auction_id, "after": after}}}))
+    return ws
+
+
+@pytest.fixture
+async def seller(make_user):
+    return await make_user("dealer")
+
+
+@pytest.fixture
+async def alice(make_user, db):
+    from tests.test_auctions import fund
+
+    account = await make_user("user", kyc="approved")
+    await fund(db, account, "100000000")
+    return account
+
+
+async def test_replay_then_live_then_resume_after_a_disconnect(server, gql, seller, alice, clock):
+    auction = await new_auction(gql, seller, clock)
+    for amount in ("1000000.00", "1050000.00", "1100000.00"):
+        await place(gql, alice, auction, amount)
+    ws = await open_events(server.ws_url, auction["id"], after=1)
+    replayed = await collect(ws, 3)
+    assert [e["sequence"] for e in replayed] == [2, 3]
+    assert replayed[0]["auction"] == {"currentPrice": "1050000.00", "bidCount": 2}  # as it was then
+    await place(gql, alice, auction, "1150000.00")
+    assert [e["sequence"] for e in await collect(ws, 4)] == [4]
+    await ws.close()
+    for amount in ("1200000.00", "1250000.00"):  # missed while away
+        await place(gql, alice, auction, amount)
+    ws = await open_events(server.ws_url, auction["id"], after=4)
+    resumed = await collect(ws, 6)
+    assert [(e["sequence"], e["bid"]["amount"]) for e in resumed] == [(5, "1200000.00"), (6, "1250000.00")]
+    await ws.close()
+
+
+async def test_without_after_sequence_only_new_events_arrive(server, gql, seller, alice, clock):
+    auction = await new_auction(gql, seller, clock)
+    await place(gql, alice, auction, "1000000.00")
+    ws = await open_events(server.ws_url, auction["id"])
+    await asyncio.sleep(0.2)
+    await place(gql, alice, auction, "1050000.00")
+    assert [e["sequence"] for e in await collect(ws, 2)] == [2]
+    await ws.close()
+
+
+async def test_unknown_auction_is_an_error(server):
+    ws = await open_events(server.ws_url, "QXVjdGlvbjowMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA=")
+    message = await receive(ws)
+    assert message["type"] == "next", message
+    assert message["payload"]["errors"][0]["extensions"]["reason"] == "NOT_FOUND"
+    assert (await receive(ws))["type"] == "complete"
+    await ws.close()
+
+
+async def test_a_slow_subscriber_is_dropped_not_buffered_forever():
+    fanout = FanOut("memory://", mailbox_size=3)
+    await fanout.connect()
+    try:
+        async with fanout.subscribe("auction:x") as mailbox:
+            for i in range(5):
+                await fanout.publish("auction:x", str(i))
+            await asyncio.sleep(0.05)
+            with pytest.raises(StreamInterrupted) as err:
+                while True:
+                    await mailbox.get()
+            assert err.value.code == "SLOW_CONSUMER"
+    finally:
+        await fanout.disconnect()
+
+
+async def test_redis_outage_resyncs_subscribers_or_ends_them():
+    redis_server = RedisServer()
+    quick = FanOut(backend=RedisPubSubBackend(redis_server.url), outage_grace_seconds=30)
+    strict = FanOut(backend=RedisPubSubBackend(redis_server.url), outage_grace_seconds=0.3)
+    await quick.connect()
+    await strict.connect()
+    try:
+        async with quick.subscribe("auction:y") as resumed, strict.subscribe("auction:y") as ended:
+            await asyncio.sleep(0.2)
+            redis_server.stop()
+            await asyncio.sleep(1.5)
+            redis_server.start()
+            assert await asyncio.wait_for(resumed.get(), 10) is RESYNC  # catch up from the database
+            with pytest.raises(StreamInterrupted) as err:
+                await asyncio.wait_for(ended.get(), 10)
+            assert err.value.code == "EVENTS_UNAVAILABLE"
+    finally:
+        await quick.disconnect()
+        await strict.disconnect()
+        redis_server.stop()
+
+
+async def test_a_bid_published_while_redis_is_down_still_reaches_the_subscriber(
+        tmp_path, database_url, clock, make_user, gql, db, server):
+    redis_server = RedisServer()
+    settings = make_settings(tmp_path, REDIS_URL=redis_server.url)
+    a = LiveServer(settings, database_url, clock).start()
+    b = LiveServer(settings, database_url, clock).start()
+    client_a = GraphQLClient(a.url)
+    try:
+        seller = await make_user("dealer")
+        from tests.test_auctions import fund
+
+        bidder = await make_user("user", kyc="approved")
+        await fund(db, bidder, "100000000")
+        auction = await new_auction(client_a, seller, clock)
+        ws = await open_events(b.ws_url, auction["id"])
+        await asyncio.sleep(0.3)
+        redis_server.stop()
+        await asyncio.sleep(0.3)
+        assert (await place(client_a, bidder, auction, "1000000.00"))["userErrors"] == []  # publish fails
+        redis_server.start()
+        events = await collect(ws, 1, timeout=15)  # filled from the event log on reconnect
+        assert [e["sequence"] for e in events] == [1]
+        await ws.close()
+    finally:
+        await client_a.close()
+        a.stop()
+        b.stop()
+        redis_server.stop()
