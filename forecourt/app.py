@@ -22,7 +22,7 @@ from forecourt import __version__, jobs
 from forecourt.auth.credentials import Credentials
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
-from forecourt.db.engine import create_engine, session_factory
+from forecourt.db.engine import create_engine, plain_url, session_factory
 from forecourt.schema.context import AppState, utc_now
 from forecourt.schema.http import GraphQLView, error_response
 from forecourt.schema.root import build_schema
@@ -84,7 +84,7 @@ def create_app(
         engine=engine,
         sessions=sessions,
         broadcast=broadcast,
-        bid_writer=BidWriter(sessions, publish, clock),
+        bid_writer=BidWriter(plain_url(database_url), publish, clock),
         credentials=Credentials.from_settings(settings),
         rate_limiter=RateLimiter(
             settings.rate_limit_ip_per_minute,

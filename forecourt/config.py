@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(None, alias="JWT_SECRET", repr=False)
     access_token_ttl_seconds: int = Field(24 * 3600, alias="ACCESS_TOKEN_TTL_SECONDS")
     refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS")
+    # How long a resolved caller (role, KYC, active) is reused before the database is asked again.
+    principal_cache_seconds: float = Field(2.0, alias="PRINCIPAL_CACHE_SECONDS")
     # argon2id parameters; tests lower them, production keeps the library's defaults.
     argon2_time_cost: int = Field(3, alias="ARGON2_TIME_COST")
     argon2_memory_kib: int = Field(65536, alias="ARGON2_MEMORY_KIB")

@@ -66,10 +66,7 @@ async def run_auctions(state: AppState) -> dict[str, int]:
 async def protect_reserves(state: AppState) -> int:
     """Reserve-protection bids due now (seed 004: checked every 30 s)."""
     ids = await _in_own_transaction(state, lambda work: bidding.protection_candidates(work.session, work.now))
-    placed = 0
-    for auction_id in ids:
-        placed += await _in_own_transaction(state, lambda work, a=auction_id: bidding.protect_reserve(work, a))
-    return placed
+    return sum([await state.bid_writer.protect_reserve(auction_id) for auction_id in ids])
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:

@@ -376,3 +376,25 @@ async def test_wallets_are_private(gql, make_user):
                      {"id": alice.id}, token=bob.token)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert to_global_id("User", uuid.uuid4())  # ids are opaque
+
+
+async def test_cached_callers_pick_up_role_changes_within_the_cache_time(tmp_path, database_url, clock, db):
+    from tests.conftest import REGISTER, make_settings
+    from tests.harness import GraphQLClient, LiveServer
+
+    live = LiveServer(make_settings(tmp_path, PRINCIPAL_CACHE_SECONDS=0.5), database_url, clock).start()
+    client = GraphQLClient(live.url)
+    try:
+        body = await client(REGISTER, {"input": {"email": "cache@example.com", "password": PASSWORD}})
+        token = body["data"]["register"]["accessToken"]
+        me = "{ me { role } }"
+        assert (await client(me, token=token))["data"]["me"]["role"] == "USER"
+        await db.execute("UPDATE users SET role = 'admin' WHERE email = 'cache@example.com'")
+        await asyncio.sleep(0.7)
+        assert (await client(me, token=token))["data"]["me"]["role"] == "ADMIN"
+        await db.execute("UPDATE users SET is_active = false WHERE email = 'cache@example.com'")
+        await asyncio.sleep(0.7)
+        assert (await client.post(me, token=token)).status_code == 401
+    finally:
+        await client.close()
+        live.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -26,20 +27,54 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+class PrincipalCache:
+    """Recently resolved callers, so a busy client (a bidder, a script) does not cost a
+    database round trip per request. Entries live `ttl` seconds: a role, KYC or deactivation
+    change reaches every process within that time. ttl 0 turns the cache off."""
+
+    MAX_ENTRIES = 50_000
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[object, tuple[float, Principal]] = {}
+
+    def get(self, key: object) -> Principal | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: object, principal: Principal) -> Principal:
+        if self.ttl > 0:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                now = time.monotonic()
+                self._entries = {k: e for k, e in self._entries.items() if e[0] >= now}
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, principal)
+        return principal
+
+
 async def authenticate(
-    session: AsyncSession, access_tokens: AccessTokens, token: str | None, now: datetime
+    session: AsyncSession, access_tokens: AccessTokens, token: str | None, now: datetime,
+    cache: PrincipalCache | None = None,
 ) -> Principal | None:
     if token is None:
         return None
     if len(token) > 4096:
         raise Unauthenticated("invalid token")
+    cache = cache or PrincipalCache(0)
     if token.startswith(API_TOKEN_PREFIX):
-        return await _from_api_token(session, token, now)
-    claims = access_tokens.decode(token, now)
-    user = await session.get(User, claims.user_id)
+        key = digest(token)
+        return cache.get(key) or cache.put(key, await _from_api_token(session, token, now))
+    claims = access_tokens.decode(token, now)  # the signature and expiry are checked every time
+    cached = cache.get(claims.user_id)
+    if cached is not None:
+        return cached
+    user = (await session.execute(select(*USER_COLUMNS).where(User.id == claims.user_id))).first()
     if user is None or not user.is_active:
         raise Unauthenticated("this account is not active")
-    return _principal(user)
+    return cache.put(claims.user_id, _principal(user))
 
 
 async def _from_api_token(session: AsyncSession, token: str, now: datetime) -> Principal:
@@ -63,7 +98,10 @@ async def _from_api_token(session: AsyncSession, token: str, now: datetime) -> P
     return _principal(user, api_token_id=api_token.id, scopes=frozenset(api_token.scopes))
 
 
-def _principal(user: User, **extra) -> Principal:
+USER_COLUMNS = (User.id, User.role, User.kyc_status, User.organization_id, User.org_role, User.is_active)
+
+
+def _principal(user, **extra) -> Principal:
     return Principal(
         user_id=user.id,
         role=Role(user.role),

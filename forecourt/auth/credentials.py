@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from forecourt.auth.authenticate import PrincipalCache
 from forecourt.auth.passwords import Passwords
 from forecourt.auth.tokens import AccessTokens
 from forecourt.config import Settings
@@ -15,6 +16,7 @@ class Credentials:
     passwords: Passwords
     access_tokens: AccessTokens
     refresh_ttl: timedelta
+    principals: PrincipalCache
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Credentials:
@@ -22,4 +24,5 @@ class Credentials:
             Passwords(settings),
             AccessTokens(settings.signing_secret(), settings.access_token_ttl_seconds),
             timedelta(seconds=settings.refresh_token_ttl_seconds),
+            PrincipalCache(settings.principal_cache_seconds),
         )

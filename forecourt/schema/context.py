@@ -88,7 +88,8 @@ class Context:
         """Resolve the caller; raises Unauthenticated for a bad or expired token."""
         token = bearer_token(authorization)
         self.principal = await authenticate(
-            self.session, self.state.credentials.access_tokens, token, self.now()
+            self.session, self.state.credentials.access_tokens, token, self.now(),
+            self.state.credentials.principals,
         )
         await self.end_reads()
 

@@ -2,10 +2,11 @@
 
 Bids on one auction are serialised by its row lock (seed 004). Within a process, bids waiting
 for the same auction are applied together by one writer: one transaction locks the auction,
-then the bidders' wallets in user-id order, applies each bid in arrival order with the pure
-rules, and writes all accepted bids, the auction and its events at once. With several server
-processes, their writers take turns on the row lock. A busy auction therefore costs a handful
-of statements per batch instead of per bid, and the rules never see a stale price.
+then the bidders' wallets in user-id order, and reads what the rules need (one round trip,
+`bid_context()`); applies each bid in arrival order with the pure rules; and writes all accepted
+bids, their events and the auction in one statement. With several server processes, their
+writers take turns on the row lock. A busy auction costs four round trips per batch rather
+than several per bid, and the rules never see a stale price or balance.
 """
 
 from __future__ import annotations
@@ -18,36 +19,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from forecourt.db.models import Auction, AuctionEvent, Bid, Wallet
+from forecourt.db.queries import bidding as sql
 from forecourt.domain import auctions as rules
 from forecourt.domain.auctions import BidRequest, EventType, Funds
 from forecourt.domain.errors import DomainError
 from forecourt.domain.identity import KycStatus
-from forecourt.domain.money import ZERO
-from forecourt.services import Work
-from forecourt.services.auctions import event_rows, lock, state_of
+from forecourt.services.auctions import event_rows, state_of
 from forecourt.subscriptions.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
-B = Bid.__table__
-
-# Per bidder, read after their wallet is locked: KYC, what they have committed on other live
-# auctions they lead, and whether they have bid here before (for bidderCount).
-BIDDERS_SQL = text(
-    """
-    SELECT u.id, u.kyc_status,
-           (SELECT coalesce(sum(greatest(a.current_price, coalesce(a.leader_max, 0))), 0)
-              FROM auctions a
-             WHERE a.status = 'live' AND a.leader_id = u.id AND a.id <> :auction) AS committed,
-           EXISTS (SELECT 1 FROM bids b WHERE b.bidder_id = u.id AND b.auction_id = :auction) AS has_bid
-    FROM users u WHERE u.id = ANY(:ids)
-    """
-)
+POOL_SIZE = 4  # writers of different auctions run side by side; one auction has one writer
 
 
 @dataclass(frozen=True)
@@ -66,42 +53,43 @@ class Placed:
     replayed: bool = False
 
 
-async def apply(work: Work, auction_id: uuid.UUID, submissions: list[Submission]) -> list[Placed | DomainError]:
-    """Apply bids in order inside the caller's transaction; one result per submission."""
-    session = work.session
-    row = await lock(session, auction_id)
-    if row is None:
-        return [DomainError("NOT_FOUND", "No such auction", ("auctionId",))] * len(submissions)
-    now = work.now
-    auction = dict(row)
-    state = state_of(auction)
-    results: list[Placed | DomainError | None] = [None] * len(submissions)
-    earlier = await _earlier_bids(session, auction_id, submissions)
-    people = sorted({s.request.bidder_id for s in submissions if s.request.bidder_id is not None})
-    wallets = await _lock_wallets(session, people)
-    bidders = {r.id: r for r in await session.execute(BIDDERS_SQL, {"auction": auction_id, "ids": people})}
+Result = Placed | DomainError
 
-    has_bid = {r.id for r in bidders.values() if r.has_bid}
-    position = row["bid_count"]
+
+async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: list[Submission],
+                now: datetime, outbox: Outbox, *, protect_reserve: bool = False) -> list[Result]:
+    """Apply bids in order inside the caller's transaction; one result per submission. With
+    `protect_reserve`, the platform's reserve-protection bid is placed if one is due."""
+    people = sorted({s.request.bidder_id for s in submissions if s.request.bidder_id is not None})
+    keys = {(s.request.bidder_id, s.idempotency_key) for s in submissions if s.idempotency_key}
+    found = await sql.context(conn, auction_id, people, sorted(keys))
+    if found is None:
+        return [DomainError("NOT_FOUND", "No such auction", ("auctionId",))] * len(submissions)
+    auction, bidders = found["auction"], found["bidders"]
+    earlier = {(b["bidder_id"], b["idempotency_key"]): b for b in found["earlier"]}
+    state = state_of(auction)
+    if protect_reserve:
+        amount = rules.platform_bid(state, now)
+        submissions = [Submission(BidRequest(None, amount))] if amount is not None else []
+    first_sequence, position = auction["sequence"] + 1, auction["bid_count"]
+    has_bid = {bidder_id for bidder_id, info in bidders.items() if info["has_bid"]}
+    results: list[Result] = []
     new_bids: list[dict[str, Any]] = []
     events: list[tuple[EventType, dict | None, dict]] = []
-    for i, submission in enumerate(submissions):
+    for submission in submissions:
         request = submission.request
         key = (request.bidder_id, submission.idempotency_key)
         if submission.idempotency_key and key in earlier:
-            results[i] = _replay(earlier[key], request, auction)
+            results.append(_replay(earlier[key], request, auction))
             continue
         info = bidders.get(request.bidder_id)
-        funds = None
-        if info is not None:
-            balance, held = wallets.get(request.bidder_id, (ZERO, ZERO))
-            funds = Funds(available=balance - held, committed=info.committed,
-                          kyc_approved=info.kyc_status == KycStatus.APPROVED,
-                          has_bid_here=request.bidder_id in has_bid)
+        funds = None if info is None else Funds(
+            available=info["balance"] - info["held"], committed=info["committed"],
+            kyc_approved=info["kyc_status"] == KycStatus.APPROVED, has_bid_here=request.bidder_id in has_bid)
         try:
             outcome = rules.place_bid(state, request, funds, now)
         except DomainError as err:
-            results[i] = err
+            results.append(err)
             continue
         state = outcome.state
         auction = {**auction, **_changed(state)}
@@ -121,17 +109,12 @@ async def apply(work: Work, auction_id: uuid.UUID, submissions: list[Submission]
                    for e in outcome.events]
         if request.bidder_id is not None:
             has_bid.add(request.bidder_id)
-        results[i] = Placed(rows[0], auction)
+        results.append(Placed(rows[0], auction))
         if submission.idempotency_key:
             earlier[key] = rows[0]
     if new_bids:
-        await session.execute(B.insert(), new_bids)
-        await session.execute(
-            Auction.__table__.update().where(Auction.__table__.c.id == auction_id).values(**_changed(state))
-        )
-        await session.execute(AuctionEvent.__table__.insert(),
-                              event_rows(auction_id, row["sequence"] + 1, events, now, work.events))
-    return results  # type: ignore[return-value]
+        await sql.write(conn, auction, new_bids, event_rows(auction_id, first_sequence, events, now, outbox), now)
+    return results
 
 
 def _changed(state: rules.AuctionState) -> dict[str, Any]:
@@ -142,33 +125,11 @@ def _changed(state: rules.AuctionState) -> dict[str, Any]:
     }
 
 
-async def _earlier_bids(session: AsyncSession, auction_id: uuid.UUID,
-                        submissions: list[Submission]) -> dict[tuple, dict[str, Any]]:
-    keys = {(s.request.bidder_id, s.idempotency_key) for s in submissions if s.idempotency_key}
-    if not keys:
-        return {}
-    rows = await session.execute(
-        select(B).where(B.c.auction_id == auction_id,
-                        tuple_(B.c.bidder_id, B.c.idempotency_key).in_(list(keys)))
-    )
-    return {(r["bidder_id"], r["idempotency_key"]): dict(r) for r in rows.mappings()}
-
-
-def _replay(bid: dict[str, Any], request: BidRequest, auction: dict[str, Any]) -> Placed | DomainError:
+def _replay(bid: dict[str, Any], request: BidRequest, auction: dict[str, Any]) -> Result:
     if bid["amount"] != request.amount or bid["max_amount"] != request.max_amount:
         return DomainError("IDEMPOTENCY_KEY_REUSED",
                            "This idempotency key was used for a different bid", ("idempotencyKey",))
     return Placed(bid, auction, replayed=True)
-
-
-async def _lock_wallets(session: AsyncSession, people: list[uuid.UUID]) -> dict[uuid.UUID, tuple]:
-    if not people:
-        return {}
-    rows = await session.execute(
-        select(Wallet.user_id, Wallet.balance, Wallet.held).where(Wallet.user_id.in_(people))
-        .order_by(Wallet.user_id).with_for_update()
-    )
-    return {r.user_id: (r.balance, r.held) for r in rows}
 
 
 async def protection_candidates(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
@@ -182,29 +143,20 @@ async def protection_candidates(session: AsyncSession, now: datetime) -> list[uu
     return [r[0] for r in rows]
 
 
-async def protect_reserve(work: Work, auction_id: uuid.UUID) -> int:
-    """Place the platform's reserve-protection bid on one auction if one is due (re-checked
-    under the lock, so two processes running the job bid once)."""
-    row = await lock(work.session, auction_id)
-    amount = rules.platform_bid(state_of(row), work.now) if row else None
-    if amount is None:
-        return 0
-    [result] = await apply(work, auction_id, [Submission(BidRequest(None, amount))])
-    return 0 if isinstance(result, DomainError) else 1
-
-
 class BidWriter:
     """One per process. `place()` queues a bid for its auction's writer task and waits."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], publish: Callable[[Outbox], Any],
+    def __init__(self, database_url: str, publish: Callable[[Outbox], Any],
                  clock: Callable[[], datetime]) -> None:
-        self._sessions = sessions
+        self._database_url = database_url
         self._publish = publish
         self._clock = clock
+        self._pool: asyncpg.Pool | None = None
+        self._pool_ready = asyncio.Lock()
         self._waiting: dict[uuid.UUID, list[tuple[Submission, asyncio.Future]]] = {}
         self._tasks: set[asyncio.Task] = set()
 
-    async def place(self, auction_id: uuid.UUID, submission: Submission) -> Placed | DomainError:
+    async def place(self, auction_id: uuid.UUID, submission: Submission) -> Result:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         queue = self._waiting.get(auction_id)
         if queue is None:
@@ -214,6 +166,13 @@ class BidWriter:
             task.add_done_callback(self._tasks.discard)
         queue.append((submission, future))
         return await future
+
+    async def protect_reserve(self, auction_id: uuid.UUID) -> bool:
+        """Place the platform's reserve-protection bid if one is due (decided under the lock,
+        so two processes running the job bid once)."""
+        results = await self._transaction(lambda conn, now, outbox: apply(
+            conn, auction_id, [], now, outbox, protect_reserve=True))
+        return any(isinstance(r, Placed) for r in results)
 
     async def _drain(self, auction_id: uuid.UUID, queue: list) -> None:
         try:
@@ -228,25 +187,40 @@ class BidWriter:
                     future.cancel()
 
     async def _write(self, auction_id: uuid.UUID, batch: list[tuple[Submission, asyncio.Future]]) -> None:
-        outbox = Outbox()
+        # Bids that arrived while the previous batch held the lock are concurrent: applying them
+        # lowest first (arrival order among equal amounts) accepts every one that outbids the last.
+        batch.sort(key=lambda item: item[0].request.amount)
+        submissions = [s for s, _ in batch]
         try:
-            async with self._sessions() as session:
-                work = Work(session, outbox, self._clock())
-                async with session.begin():
-                    results = await apply(work, auction_id, [s for s, _ in batch])
+            results = await self._transaction(lambda conn, now, outbox: apply(
+                conn, auction_id, submissions, now, outbox))
         except Exception as err:
             log.exception("bid batch on auction %s failed", auction_id)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(err)
             return
-        await self._publish(outbox)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    async def _transaction(self, work: Callable[[asyncpg.Connection, datetime, Outbox], Any]) -> list[Result]:
+        outbox = Outbox()
+        pool = await self._connected()
+        async with pool.acquire() as conn, conn.transaction():
+            results = await work(conn, self._clock(), outbox)
+        await self._publish(outbox)
+        return results
+
+    async def _connected(self) -> asyncpg.Pool:
+        async with self._pool_ready:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(self._database_url, min_size=1, max_size=POOL_SIZE)
+            return self._pool
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
+        if self._pool is not None:
+            await self._pool.close()
