@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.bids
 
 clean:
 	rm -rf $(VENV) .forecourt .pytest_cache

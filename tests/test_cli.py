@@ -17,7 +17,7 @@ from forecourt.db.engine import plain_url
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "check_contract.py"
 # The wallet belongs to the auctions work; everything else in the identity section is here.
-NOT_YET = {"User.wallet: missing field"}
+NOT_YET: set[str] = set()
 IDENTITY_NAMES = re.compile(
     r"\b(User|Organization|AuthPayload|RegisterInput|LoginInput|SubmitKycInput|ApplyForDealerInput|"
     r"ReviewKycInput|UserPayload|CreateApiTokenInput|ApiTokenPayload|CreateOrganizationInput|"

@@ -121,9 +121,11 @@ class AuctionType(Node):
         return await load_user(info.context, self.winner_id)
 
     @strawberry.field(description="Newest first.")
-    async def bids(self, info: strawberry.Info, first: int | None = 20, after: str | None = None) -> BidConnection:
+    async def bids(self, info: strawberry.Info, first: int | None = 20,
+                   after: str | None = strawberry.UNSET) -> BidConnection:
         ctx = info.context
         size = page_size(first, ctx.settings.default_page_size, ctx.settings.max_page_size)
+        after = None if after is strawberry.UNSET else after
         before = _position(after) if after else None
         rows = await ctx.loaders.bids_page.load((self.auction_id, before, size + 1)) if size else []
         page = rows[:size]

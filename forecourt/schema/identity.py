@@ -58,7 +58,7 @@ class UserType(Node):
         permission_classes=[SelfOrAdmin],
         description="Balance, holds, buying power and ledger (the user themself and admins only).",
     )
-    async def wallet(self, info: strawberry.Info) -> WalletType:
+    async def wallet(self, info: strawberry.Info) -> WalletType | None:
         return await load_wallet(info.context, self.user_id)
 
     @classmethod

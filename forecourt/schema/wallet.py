@@ -58,10 +58,10 @@ class WalletType:
 
     @strawberry.field(description="The ledger, newest first.")
     async def transactions(self, info: strawberry.Info, first: int | None = 20,
-                           after: str | None = None) -> Connection[TransactionType]:
+                           after: str | None = strawberry.UNSET) -> Connection[TransactionType]:
         from forecourt.resolvers.wallet import transactions
 
-        return await transactions(info.context, self.owner_id, first, after)
+        return await transactions(info.context, self.owner_id, first, None if after is strawberry.UNSET else after)
 
     @classmethod
     def from_row(cls, r) -> WalletType:
