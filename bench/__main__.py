@@ -2,8 +2,9 @@
 
     make bench            (or: .venv/bin/python -m bench [--seconds 5])
 
-1. vehicles(first: N) with catalogEntry, listedBy and latestValuation through GraphQL over
-   HTTP, against a hand-written asyncpg + orjson endpoint returning the same JSON.
+1. vehicles(first: N) with catalogEntry, activeAuction, listedBy and latestValuation through
+   GraphQL over HTTP, against a hand-written asyncpg + orjson endpoint returning the same JSON
+   (checked before timing).
 2. importVehicles with 10,000 rows end to end through HTTP, and its write stage against a raw
    asyncpg COPY of the same rows; with and without the HNSW index on the feature vector.
 """
@@ -26,8 +27,18 @@ from tests.harness import EmbeddedPostgres, free_port
 
 VEHICLES = """query($first: Int) { vehicles(first: $first) { edges { node {
   id vin make model year price status
-  catalogEntry { id make model bodyType } listedBy { id displayName }
-  latestValuation { marketValue signal } } } } }"""
+  catalogEntry { id make model bodyType } activeAuction { currentPrice bidCount }
+  listedBy { id displayName } latestValuation { marketValue signal } } } } }"""
+AUCTIONS = """
+INSERT INTO auctions (id, vehicle_id, seller_id, created_by, status, start_price, current_price,
+                      start_time, end_time, original_end_time, bid_count, bidder_count)
+SELECT gen_random_uuid(), id, listed_by, listed_by, 'live', price, CASE WHEN n % 2 = 0 THEN price + 50000 END,
+       now() - interval '1 hour', now() + interval '7 days', now() + interval '7 days',
+       CASE WHEN n % 2 = 0 THEN n % 7 + 1 ELSE 0 END, CASE WHEN n % 2 = 0 THEN 1 ELSE 0 END
+FROM (SELECT id, listed_by, coalesce(price, 1000000) AS price, row_number() OVER (ORDER BY id) AS n
+      FROM vehicles WHERE listed_by IS NOT NULL) v
+WHERE n % 3 = 0
+"""
 IMPORT = """mutation($input: ImportVehiclesInput!) { importVehicles(input: $input) { created updated failed } }"""
 
 
@@ -79,6 +90,8 @@ async def seed_inventory(database_url: str, data_dir: str) -> None:
         await seed(work, Credentials.from_settings(settings), vehicles=600)
         while await revalue_stale(work, 200):
             pass
+        # every third vehicle is in a live auction, some with bids
+        await session.execute(__import__("sqlalchemy").text(AUCTIONS))
         await session.commit()
     await engine.dispose()
 
@@ -162,53 +175,72 @@ async def copy_baseline(database_url: str, rows: list[dict]) -> float:
         await conn.close()
 
 
-async def main(seconds: float, pg: EmbeddedPostgres) -> None:
+async def main(seconds: float, pg: EmbeddedPostgres, only: str = "all") -> None:
     data_dir = tempfile.mkdtemp()
-    if True:
-        name = await pg.create_database()
-        url = pg.url(name)
-        await seed_inventory(url, data_dir)
-        graphql, gurl = start("graphql", url, data_dir)
-        baseline, burl = start("baseline", url, data_dir)
-        try:
-            print("vehicles list (requests/s, 8 concurrent clients)")
-            for first in (50, 500):
-                base = await throughput(lambda c, f=first: c.get(f"{burl}/vehicles", params={"first": f}), seconds)
-                ours = await throughput(lambda c, f=first: c.post(f"{gurl}/graphql", json={
-                    "query": VEHICLES, "variables": {"first": f}}), seconds)
-                print(f"  first={first}: graphql {ours:8.1f}  asyncpg baseline {base:8.1f}  ratio {ours / base:.2f}")
+    url = pg.url(await pg.create_database())
+    await seed_inventory(url, data_dir)
+    graphql, gurl = start("graphql", url, data_dir)
+    baseline, burl = start("baseline", url, data_dir)
+    try:
+        if only in ("all", "list"):
+            await vehicles_list(gurl, burl, seconds)
+        if only in ("all", "import"):
+            await imports(gurl, url)
+    finally:
+        graphql.terminate()
+        baseline.terminate()
+        graphql.wait()
+        baseline.wait()
 
-            print("importVehicles, 10,000 rows")
-            token = await dealer_token(gurl, url)
-            conn = await asyncpg.connect(plain_url(url))
-            for label, index in (("with HNSW index", True), ("without vector index", False)):
-                if not index:
-                    await conn.execute("DROP INDEX ix_vehicles_feature_vector")
-                rows = import_rows(10_000, 0 if index else 20_000)
-                async with httpx.AsyncClient(timeout=300) as client:
-                    started = time.perf_counter()
-                    response = await client.post(f"{gurl}/graphql", headers={"Authorization": f"Bearer {token}"},
-                                                 json={"query": IMPORT, "variables": {"input": {"rows": rows}}})
-                    elapsed = time.perf_counter() - started
-                assert response.json()["data"]["importVehicles"]["created"] == 10_000, response.text[:300]
-                write_rate = await write_stage(url, import_rows(10_000, 40_000 if index else 60_000))
-                copy_rate = await copy_baseline(url, import_rows(10_000, 80_000 if index else 90_000))
-                print(f"  {label}: {10_000 / elapsed:8.0f} rows/s end to end (HTTP); write stage "
-                      f"{write_rate:8.0f} rows/s; raw COPY into a bare table {copy_rate:8.0f} rows/s; "
-                      f"write/COPY {write_rate / copy_rate:.2f}")
-            await conn.close()
-        finally:
-            graphql.terminate()
-            baseline.terminate()
-            graphql.wait()
-            baseline.wait()
+
+async def same_json(gurl: str, burl: str, first: int) -> None:
+    async with httpx.AsyncClient(timeout=60) as client:
+        ours = (await client.post(f"{gurl}/graphql", json={"query": VEHICLES, "variables": {"first": first}})).json()
+        base = (await client.get(f"{burl}/vehicles", params={"first": first})).json()
+    ours.pop("extensions", None)
+    assert ours == base, "the baseline does not return the same JSON as the GraphQL query"
+    assert any(e["node"]["activeAuction"] for e in ours["data"]["vehicles"]["edges"])
+
+
+async def vehicles_list(gurl: str, burl: str, seconds: float) -> None:
+    print("vehicles list (requests/s, 8 concurrent clients)")
+    for first in (50, 500):
+        await same_json(gurl, burl, first)
+        base = await throughput(lambda c, f=first: c.get(f"{burl}/vehicles", params={"first": f}), seconds)
+        ours = await throughput(lambda c, f=first: c.post(f"{gurl}/graphql", json={
+            "query": VEHICLES, "variables": {"first": f}}), seconds)
+        print(f"  first={first}: graphql {ours:8.1f}  asyncpg baseline {base:8.1f}  ratio {ours / base:.2f}")
+
+
+async def imports(gurl: str, url: str) -> None:
+    print("importVehicles, 10,000 rows")
+    token = await dealer_token(gurl, url)
+    conn = await asyncpg.connect(plain_url(url))
+    for label, index in (("with HNSW index", True), ("without vector index", False)):
+        if not index:
+            await conn.execute("DROP INDEX ix_vehicles_feature_vector")
+        rows = import_rows(10_000, 0 if index else 20_000)
+        async with httpx.AsyncClient(timeout=300) as client:
+            started = time.perf_counter()
+            response = await client.post(f"{gurl}/graphql", headers={"Authorization": f"Bearer {token}"},
+                                         json={"query": IMPORT, "variables": {"input": {"rows": rows}}})
+            elapsed = time.perf_counter() - started
+        assert response.json()["data"]["importVehicles"]["created"] == 10_000, response.text[:300]
+        write_rate = await write_stage(url, import_rows(10_000, 40_000 if index else 60_000))
+        copy_rate = await copy_baseline(url, import_rows(10_000, 80_000 if index else 90_000))
+        print(f"  {label}: {10_000 / elapsed:8.0f} rows/s end to end (HTTP); write stage "
+              f"{write_rate:8.0f} rows/s; raw COPY into a bare table {copy_rate:8.0f} rows/s; "
+              f"write/COPY {write_rate / copy_rate:.2f}")
+    await conn.close()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--only", choices=("all", "list", "import"), default="all")
+    args = parser.parse_args()
     postgres = EmbeddedPostgres()  # starts (and migrates) outside the event loop
     try:
-        asyncio.run(main(parser.parse_args().seconds, postgres))
+        asyncio.run(main(args.seconds, postgres, args.only))
     finally:
         postgres.stop()

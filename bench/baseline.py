@@ -19,9 +19,12 @@ from forecourt.schema.scalars import serialize_money
 QUERY = """
 SELECT v.id, v.vin, v.make, v.model, v.year, v.price, v.status,
        c.id AS c_id, c.make AS c_make, c.model AS c_model, c.body_type,
-       u.id AS u_id, u.display_name, val.market_value, val.signal
+       u.id AS u_id, u.display_name, val.market_value, val.signal,
+       a.id AS a_id, coalesce(a.current_price, a.start_price) AS a_price, a.bid_count
 FROM vehicles v
 LEFT JOIN vehicle_catalog c ON c.id = v.catalog_id
+LEFT JOIN auctions a ON a.vehicle_id = v.id
+     AND a.status IN ('draft', 'scheduled', 'live', 'ended', 'pending_settlement')
 LEFT JOIN users u ON u.id = v.listed_by
 LEFT JOIN LATERAL (SELECT market_value, signal FROM vehicle_valuations
                    WHERE vehicle_id = v.id ORDER BY as_of DESC LIMIT 1) val ON true
@@ -51,6 +54,8 @@ def create_app(database_url: str) -> Starlette:
                 "status": r["status"].upper(),
                 "catalogEntry": {"id": to_global_id("CatalogEntry", r["c_id"]), "make": r["c_make"],
                                  "model": r["c_model"], "bodyType": r["body_type"]} if r["c_id"] else None,
+                "activeAuction": {"currentPrice": serialize_money(r["a_price"]), "bidCount": r["bid_count"]}
+                if r["a_id"] else None,
                 "listedBy": {"id": to_global_id("User", r["u_id"]), "displayName": r["display_name"]}
                 if r["u_id"] else None,
                 "latestValuation": {"marketValue": serialize_money(r["market_value"]), "signal": r["signal"]}
