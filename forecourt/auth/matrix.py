@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from forecourt.domain.identity import Role
+from forecourt.domain.identity import STAFF_ROLES, Role
 
 GUEST: Final = "guest"
 Actor = Role | str
@@ -20,7 +20,7 @@ ANYONE: frozenset[Actor] = SIGNED_IN | {GUEST}
 BIDDERS: frozenset[Actor] = frozenset({Role.USER, Role.VERIFIED_SELLER, Role.DEALER})
 ADMINS: frozenset[Actor] = frozenset({Role.ADMIN})
 SELLERS: frozenset[Actor] = frozenset({Role.DEALER, Role.VERIFIED_SELLER})
-STAFF: frozenset[Actor] = frozenset({Role.MANAGER, Role.ADMIN})
+STAFF: frozenset[Actor] = STAFF_ROLES
 
 PERMISSIONS: dict[str, frozenset[Actor]] = {
     # identity

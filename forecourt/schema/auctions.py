@@ -14,7 +14,7 @@ from forecourt.auth.principal import Principal
 from forecourt.db.models import Bid
 from forecourt.db.pagination import decode_cursor, encode_cursor, page_size
 from forecourt.domain.auctions import AuctionStatus, EventType, increment_at
-from forecourt.domain.identity import Role
+from forecourt.domain.identity import STAFF_ROLES
 from forecourt.schema.errors import UserError
 from forecourt.schema.identity import UserType, load_user
 from forecourt.schema.relay import Edge, Node, PageInfo, node_resolver, to_global_id
@@ -25,12 +25,11 @@ if TYPE_CHECKING:
 
 AuctionStatusEnum = strawberry.enum(AuctionStatus, name="AuctionStatus")
 AuctionEventTypeEnum = strawberry.enum(EventType, name="AuctionEventType")
-STAFF = (Role.ADMIN, Role.MANAGER)
 
 
 def _sees_parties(viewer: Principal | None, seller_id: uuid.UUID) -> bool:
     """The seller and staff see who bids and who won; bidders see only themselves."""
-    return viewer is not None and (viewer.role in STAFF or viewer.user_id == seller_id)
+    return viewer is not None and (viewer.role in STAFF_ROLES or viewer.user_id == seller_id)
 
 
 @strawberry.type(name="Bid")

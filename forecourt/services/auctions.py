@@ -15,7 +15,6 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from forecourt.auth.principal import Principal
 from forecourt.db.errors import violates
 from forecourt.db.models import Auction, AuctionEvent, Vehicle
 from forecourt.domain import auctions as rules
@@ -28,7 +27,7 @@ from forecourt.domain.auctions import (
 )
 from forecourt.domain.catalog import VehicleStatus
 from forecourt.domain.errors import DomainError
-from forecourt.domain.identity import Role
+from forecourt.domain.identity import STAFF_ROLES
 from forecourt.domain.money import ZERO
 from forecourt.domain.text import clean_text
 from forecourt.domain.wallet import EntryType
@@ -37,8 +36,6 @@ from forecourt.subscriptions.channels import auction_channel
 from forecourt.subscriptions.outbox import Outbox
 
 A = Auction.__table__
-SELLERS = frozenset({Role.DEALER, Role.VERIFIED_SELLER})
-STAFF = frozenset({Role.MANAGER, Role.ADMIN})
 
 # The auction as clients see it, carried in every event (never the leader's proxy maximum).
 PUBLIC_COLUMNS = (
@@ -161,7 +158,7 @@ async def create(work: Work, vehicle_id: uuid.UUID, terms: AuctionTerms, reserve
     )).first()
     if vehicle is None:
         raise DomainError("NOT_FOUND", "No such vehicle", ("vehicleId",))
-    if actor.role not in STAFF and vehicle.listed_by != actor.user_id:
+    if actor.role not in STAFF_ROLES and vehicle.listed_by != actor.user_id:
         raise DomainError("NOT_YOUR_VEHICLE", "You can only auction vehicles you listed", ("vehicleId",))
     if vehicle.status not in (VehicleStatus.AVAILABLE, VehicleStatus.LISTED):
         raise DomainError("VEHICLE_NOT_AVAILABLE",
@@ -202,7 +199,7 @@ async def cancel(work: Work, auction_id: uuid.UUID, reason: str) -> dict[str, An
     row = await lock(work.session, auction_id)
     if row is None:
         raise DomainError("NOT_FOUND", "No such auction", ("auctionId",))
-    staff = actor.role in STAFF
+    staff = actor.role in STAFF_ROLES
     if not staff and row["seller_id"] != actor.user_id:
         raise DomainError("FORBIDDEN", "Only the seller or staff can cancel this auction")
     if not staff and row["bid_count"] > 0:
@@ -364,11 +361,6 @@ async def settle(work: Work, auction_id: uuid.UUID) -> dict[str, Any]:
     await set_vehicle_status(work.session, row["vehicle_id"], VehicleStatus.IN_SETTLEMENT, work.now,
                              "auction_settled", auction_id)
     return after
-
-
-def is_seller_or_staff(principal: Principal | None, auction: dict[str, Any]) -> bool:
-    return principal is not None and (principal.role in STAFF or principal.user_id == auction["seller_id"])
-
 
 
 def decode_bid(data: dict[str, Any]) -> dict[str, Any]:

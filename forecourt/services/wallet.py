@@ -167,14 +167,3 @@ async def payment_settled(work: Work, provider: str, provider_ref: str, status: 
     ))
     work.events.add(user_channel(payment.user_id), {"type": "WALLET_CHANGED"})
     return True
-
-
-async def ledger_totals(session: AsyncSession, user_id: uuid.UUID) -> tuple[Decimal, Decimal]:
-    """Sum of the completed ledger rows (balance, held): what the wallet must equal."""
-    row = (await session.execute(
-        select(func.coalesce(func.sum(LedgerEntry.balance_delta), 0),
-               func.coalesce(func.sum(LedgerEntry.held_delta), 0))
-        .where(LedgerEntry.user_id == user_id, LedgerEntry.status == "completed")
-    )).one()
-    return row[0], row[1]
-

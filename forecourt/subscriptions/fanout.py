@@ -127,6 +127,3 @@ class FanOut(Broadcast):
                 if not remaining:
                     del self._mailboxes[channel]
                     await self._backend.unsubscribe(channel)
-
-    def subscriber_count(self) -> int:
-        return sum(len(m) for m in self._mailboxes.values())
