@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forecourt.db.errors import violates
-from forecourt.db.models import LedgerEntry, Payment, Wallet
+from forecourt.db.models import LedgerEntry, Wallet
 from forecourt.domain.auctions import DEFAULT_DEPOSIT_PERCENT
 from forecourt.domain.errors import DomainError
 from forecourt.domain.money import ZERO
@@ -114,56 +114,3 @@ async def adjust(work: Work, user_id: uuid.UUID, amount: Decimal, reason: str) -
     after = await view(work.session, user_id)
     work.events.add(user_channel(user_id), {"type": "WALLET_CHANGED", "balance": str(after.balance)})
     return after
-
-
-# ---------------------------------------------------------------- provider payments
-
-
-async def record_payment(session: AsyncSession, user_id: uuid.UUID, provider: str, provider_ref: str,
-                         amount: Decimal, currency: str) -> None:
-    await session.execute(
-        insert(Payment).values(user_id=user_id, provider=provider, provider_ref=provider_ref,
-                               amount=amount, currency=currency, status="pending")
-    )
-
-
-async def first_delivery(session: AsyncSession, provider: str, event_id: str, event_type: str) -> bool:
-    """Remember a provider event; False if it was handled before (redelivery)."""
-    inserted = await session.execute(
-        text("INSERT INTO webhook_events (provider, event_id, type) VALUES (:p, :e, :t) "
-             "ON CONFLICT DO NOTHING RETURNING 1"),
-        {"p": provider, "e": event_id, "t": event_type},
-    )
-    return inserted.first() is not None
-
-
-PAYMENT_STATUS_RANK = {"pending": 0, "processing": 1, "failed": 2, "canceled": 2, "succeeded": 3}
-
-
-async def payment_settled(work: Work, provider: str, provider_ref: str, status: str, *,
-                          user_id: uuid.UUID, amount: Decimal, currency: str) -> bool:
-    """Apply a provider's payment status. Events may arrive in any order and more than once: a
-    status never moves backwards, and a success is credited exactly once (a unique index on the
-    ledger's external reference backs this up). Returns True when the wallet was credited."""
-    await work.session.execute(
-        text("INSERT INTO payments (id, user_id, provider, provider_ref, amount, currency, status) "
-             "VALUES (:id, :u, :p, :r, :a, :c, 'pending') ON CONFLICT (provider, provider_ref) DO NOTHING"),
-        {"id": uuid.uuid4(), "u": user_id, "p": provider, "r": provider_ref, "a": amount, "c": currency},
-    )
-    payment = (await work.session.execute(
-        select(Payment).where(Payment.provider == provider, Payment.provider_ref == provider_ref)
-        .with_for_update()
-    )).scalar_one()
-    if payment.status == "succeeded" or PAYMENT_STATUS_RANK[status] <= PAYMENT_STATUS_RANK[payment.status]:
-        return False  # a late or repeated event never moves a payment backwards
-    payment.status = status
-    payment.updated_at = func.now()
-    if status != "succeeded":
-        return False
-    await post(work.session, work.now, Posting(
-        payment.user_id, EntryType.DEPOSIT, payment.amount, reference_type="payment",
-        reference_id=payment.id, external_ref=f"{provider}:{provider_ref}",
-        description=f"Wallet funding ({provider})",
-    ))
-    work.events.add(user_channel(payment.user_id), {"type": "WALLET_CHANGED"})
-    return True
