@@ -162,6 +162,10 @@ async def test_redis_backend_resubscribes_after_redis_restarts():
             task = asyncio.create_task(consume())
             await asyncio.sleep(0.2)
             await publisher.publish("auction:1", "before")
+            for _ in range(100):  # delivered before the outage
+                if received:
+                    break
+                await asyncio.sleep(0.05)
             redis_server.stop()
             await asyncio.sleep(0.5)
             redis_server.start()
