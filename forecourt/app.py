@@ -23,11 +23,14 @@ from forecourt.auth.credentials import Credentials
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
 from forecourt.db.engine import create_engine, plain_url, session_factory
+from forecourt.integrations.stripe import Stripe, WebhookRejected
 from forecourt.schema.context import AppState, utc_now
 from forecourt.schema.http import GraphQLView, error_response
 from forecourt.schema.root import build_schema
+from forecourt.services import Work, wallet
 from forecourt.services.bidding import BidWriter
 from forecourt.subscriptions import broadcast as broadcasting
+from forecourt.subscriptions.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ def create_app(
             settings.redis_url,
         ),
         clock=clock,
+        payments=Stripe(settings) if settings.stripe_api_key else None,
     )
     view = GraphQLView(build_schema(settings), state)
 
@@ -106,6 +110,23 @@ def create_app(
             await state.broadcast.disconnect()
             await state.rate_limiter.close()
             await engine.dispose()
+
+    async def stripe_webhook(request: Request) -> Response:
+        """Stripe's deliveries: verified, applied once per event id in one transaction (a failure
+        answers 500 and Stripe delivers again), acknowledged with 200."""
+        if state.payments is None:
+            return error_response(404, "Stripe is not configured", "NOT_FOUND")
+        body = await request.body()
+        try:
+            event = state.payments.verify_webhook(body, request.headers.get("stripe-signature"))
+        except WebhookRejected as err:
+            return error_response(400, f"webhook rejected: {err}", "BAD_SIGNATURE")
+        async with state.sessions() as session:
+            work = Work(session, Outbox(), state.clock())
+            async with session.begin():
+                await wallet.stripe_event(work, event)
+            await work.events.flush(state.broadcast)
+        return Response(b'{"received":true}', media_type="application/json")
 
     async def health(request: Request) -> Response:
         report: dict = {
@@ -151,6 +172,7 @@ def create_app(
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             Route("/health", health),
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         ],
         middleware=middleware,
         lifespan=lifespan,

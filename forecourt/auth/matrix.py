@@ -53,6 +53,7 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.placeBid": BIDDERS | ADMINS,  # seed 004 route matrix: not concierge or manager
     "Mutation.settleAuction": BIDDERS | ADMINS,
     "Mutation.adjustWallet": ADMINS,
+    "Mutation.fundWallet": SIGNED_IN,
 }
 
 # Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens.

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from forecourt.db.models import LedgerEntry
 from forecourt.db.pagination import count, keyset_page, page_size
+from forecourt.integrations.openai import not_configured
 from forecourt.resolvers.base import run_mutation
 from forecourt.schema import wallet as t
 from forecourt.schema.context import Context
@@ -30,3 +31,13 @@ async def adjust_wallet(ctx: Context, input: t.AdjustWalletInput) -> t.WalletPay
         return {"wallet": t.WalletType(owner_id=user_id, view=after)}
 
     return await run_mutation(ctx, t.WalletPayload, operation)
+
+
+async def fund_wallet(ctx: Context, input: t.FundWalletInput) -> t.FundWalletPayload:
+    async def operation(work):
+        if ctx.state.payments is None:
+            raise not_configured("Stripe")
+        intent = await service.fund(work, input.amount, ctx.state.payments)
+        return {"client_secret": intent.client_secret, "payment_intent_id": intent.id}
+
+    return await run_mutation(ctx, t.FundWalletPayload, operation)

@@ -17,6 +17,7 @@ from forecourt.auth.principal import Principal
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
 from forecourt.db.reader import Reader
+from forecourt.integrations.stripe import Stripe
 from forecourt.loaders import Loaders
 from forecourt.services import Work
 from forecourt.services.bidding import BidWriter
@@ -39,6 +40,7 @@ class AppState:
     rate_limiter: RateLimiter
     bid_writer: BidWriter
     clock: Callable[[], datetime] = utc_now
+    payments: Stripe | None = None  # set when STRIPE_API_KEY is
     started_at: float = field(default_factory=time.monotonic)
 
 

@@ -200,6 +200,13 @@ class Mutation:
     async def settle_auction(self, info: strawberry.Info, input: at.SettleAuctionInput) -> at.AuctionPayload:
         return await auctions.settle_auction(info.context, input)
 
+    @guarded_mutation(
+        description="Top up your wallet: returns a Stripe PaymentIntent's client secret for Stripe.js; "
+        "the wallet is credited when Stripe confirms the payment."
+    )
+    async def fund_wallet(self, info: strawberry.Info, input: wt.FundWalletInput) -> wt.FundWalletPayload:
+        return await wallet.fund_wallet(info.context, input)
+
     @guarded_mutation(description="Credit or debit a wallet (admins; audited).")
     async def adjust_wallet(self, info: strawberry.Info, input: wt.AdjustWalletInput) -> wt.WalletPayload:
         return await wallet.adjust_wallet(info.context, input)

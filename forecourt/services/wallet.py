@@ -6,24 +6,34 @@ in the same statement, so a balance can never drift from its ledger.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from forecourt.db.errors import violates
-from forecourt.db.models import LedgerEntry, Wallet
+from forecourt.db.models import LedgerEntry, Payment, Wallet
 from forecourt.domain.auctions import DEFAULT_DEPOSIT_PERCENT
 from forecourt.domain.errors import DomainError
 from forecourt.domain.money import ZERO
 from forecourt.domain.text import clean_text
 from forecourt.domain.wallet import EntryType, WalletView, check_adjustment, effect
+from forecourt.integrations.stripe import (
+    PaymentIntent,
+    Stripe,
+    WebhookEvent,
+    from_minor_units,
+)
 from forecourt.services import Work, audit
 from forecourt.subscriptions.channels import user_channel
+
+log = logging.getLogger(__name__)
 
 # What the owner of a wallet has promised on live auctions they lead: their proxy maximum or the
 # price. Read after the wallet's row lock, so concurrent bids by one bidder see each other.
@@ -114,3 +124,95 @@ async def adjust(work: Work, user_id: uuid.UUID, amount: Decimal, reason: str) -
     after = await view(work.session, user_id)
     work.events.add(user_channel(user_id), {"type": "WALLET_CHANGED", "balance": str(after.balance)})
     return after
+
+
+# ---------------------------------------------------------------- provider payments
+
+
+async def fund(work: Work, amount: Decimal, stripe: Stripe) -> PaymentIntent:
+    """Start a wallet top-up: a Stripe PaymentIntent the app confirms with Stripe.js; the
+    wallet is credited when Stripe's webhook says the payment succeeded."""
+    assert work.actor is not None
+    if amount <= 0 or amount > MAX_FUNDING:
+        raise DomainError("INVALID_AMOUNT", f"Fund between 0.01 and {MAX_FUNDING}", ("amount",))
+    payment_id = uuid.uuid4()
+    intent = await stripe.create_payment_intent(
+        amount, metadata={"user_id": str(work.actor.user_id), "payment_id": str(payment_id)},
+        idempotency_key=f"fund-wallet-{payment_id}",
+    )
+    await work.session.execute(
+        insert(Payment).values(id=payment_id, user_id=work.actor.user_id, provider="stripe",
+                               provider_ref=intent.id, amount=amount, currency=stripe.currency,
+                               status="pending")
+        .on_conflict_do_nothing(index_elements=["provider", "provider_ref"])
+    )
+    return intent
+
+
+async def stripe_event(work: Work, event: WebhookEvent) -> None:
+    """Apply a verified Stripe event once, whatever the order and number of deliveries."""
+    if not await first_delivery(work.session, "stripe", event.id, event.type):
+        return
+    status = STRIPE_INTENT_STATUS.get(event.type)
+    if status is None:
+        return  # recorded; nothing to do for this type
+    intent = event.data
+    try:
+        user_id = uuid.UUID(intent["metadata"]["user_id"])
+    except (KeyError, TypeError, ValueError):
+        log.warning("stripe event %s: payment intent %s is not a wallet top-up", event.id, intent.get("id"))
+        return
+    received = intent.get("amount_received") if status == "succeeded" else intent.get("amount")
+    await payment_settled(work, "stripe", intent["id"], status, user_id=user_id,
+                          amount=from_minor_units(received or 0, intent["currency"]),
+                          currency=intent["currency"])
+
+
+async def first_delivery(session: AsyncSession, provider: str, event_id: str, event_type: str) -> bool:
+    """Remember a provider event; False if it was handled before (redelivery)."""
+    inserted = await session.execute(
+        text("INSERT INTO webhook_events (provider, event_id, type) VALUES (:p, :e, :t) "
+             "ON CONFLICT DO NOTHING RETURNING 1"),
+        {"p": provider, "e": event_id, "t": event_type},
+    )
+    return inserted.first() is not None
+
+
+MAX_FUNDING = Decimal("100000000.00")
+STRIPE_INTENT_STATUS = {
+    "payment_intent.processing": "processing",
+    "payment_intent.succeeded": "succeeded",
+    "payment_intent.payment_failed": "failed",
+    "payment_intent.canceled": "canceled",
+}
+PAYMENT_STATUS_RANK = {"pending": 0, "processing": 1, "failed": 2, "canceled": 2, "succeeded": 3}
+
+
+async def payment_settled(work: Work, provider: str, provider_ref: str, status: str, *,
+                          user_id: uuid.UUID, amount: Decimal, currency: str) -> bool:
+    """Apply a provider's payment status. Events may arrive in any order and more than once: a
+    status never moves backwards, and a success is credited exactly once (a unique index on the
+    ledger's external reference backs this up). Returns True when the wallet was credited."""
+    await work.session.execute(
+        text("INSERT INTO payments (id, user_id, provider, provider_ref, amount, currency, status) "
+             "VALUES (:id, :u, :p, :r, :a, :c, 'pending') ON CONFLICT (provider, provider_ref) DO NOTHING"),
+        {"id": uuid.uuid4(), "u": user_id, "p": provider, "r": provider_ref, "a": amount, "c": currency},
+    )
+    payment = (await work.session.execute(
+        select(Payment).where(Payment.provider == provider, Payment.provider_ref == provider_ref)
+        .with_for_update()
+    )).scalar_one()
+    if payment.status == "succeeded" or PAYMENT_STATUS_RANK[status] <= PAYMENT_STATUS_RANK[payment.status]:
+        return False  # a late or repeated event never moves a payment backwards
+    payment.status = status
+    if status != "succeeded":
+        return False
+    if amount != payment.amount:
+        log.warning("payment %s: %s received, %s requested", provider_ref, amount, payment.amount)
+    await post(work.session, work.now, Posting(
+        payment.user_id, EntryType.DEPOSIT, amount, reference_type="payment",
+        reference_id=payment.id, external_ref=f"{provider}:{provider_ref}",
+        description=f"Wallet funding ({provider})",
+    ))
+    work.events.add(user_channel(payment.user_id), {"type": "WALLET_CHANGED"})
+    return True

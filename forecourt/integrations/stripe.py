@@ -1,0 +1,99 @@
+"""Stripe through the official SDK: PaymentIntents to fund wallets, and verified webhooks.
+
+The API base is a setting so tests run the real SDK against a local fake speaking Stripe's wire
+protocol. The secret key and the webhook secret are never logged or put in messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import stripe
+
+from forecourt.config import Settings
+from forecourt.domain.errors import DomainError
+from forecourt.integrations.openai import not_configured
+
+log = logging.getLogger(__name__)
+
+# Stripe amounts are integers in the currency's minor unit; these currencies have none.
+ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf",
+                          "ugx", "vnd", "vuv", "xaf", "xof", "xpf"})
+
+
+class WebhookRejected(Exception):
+    """A webhook whose signature, age or body does not check out."""
+
+
+@dataclass(frozen=True)
+class PaymentIntent:
+    id: str
+    client_secret: str
+    status: str
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    scale = 1 if currency.lower() in ZERO_DECIMAL else 100
+    minor = amount * scale
+    if minor != minor.to_integral_value():
+        raise DomainError("INVALID_AMOUNT", f"{currency.upper()} amounts cannot have that many decimals",
+                          ("amount",))
+    return int(minor)
+
+
+def from_minor_units(minor: int, currency: str) -> Decimal:
+    scale = 1 if currency.lower() in ZERO_DECIMAL else 100
+    return (Decimal(minor) / scale).quantize(Decimal("0.01"))
+
+
+class Stripe:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.stripe_api_key:
+            raise not_configured("Stripe")
+        self.currency = settings.wallet_currency.lower()
+        self._webhook_secret = settings.stripe_webhook_secret
+        self._client = stripe.StripeClient(
+            settings.stripe_api_key,
+            base_addresses={"api": settings.stripe_api_base},
+            http_client=stripe.HTTPXClient(timeout=20),
+            max_network_retries=2,
+        )
+
+    async def create_payment_intent(self, amount: Decimal, *, metadata: dict[str, str],
+                                    idempotency_key: str) -> PaymentIntent:
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params={
+                    "amount": to_minor_units(amount, self.currency),
+                    "currency": self.currency,
+                    "metadata": metadata,
+                    "automatic_payment_methods": {"enabled": True},
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as err:
+            # The SDK's message never contains the key; log the type and Stripe's request id only.
+            log.warning("stripe: payment intent failed: %s (request %s)", type(err).__name__,
+                        getattr(err, "request_id", None))
+            raise DomainError("PAYMENT_PROVIDER_ERROR",
+                              "The payment provider could not start this payment; try again") from None
+        return PaymentIntent(intent.id, intent.client_secret, intent.status)
+
+    def verify_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:
+        if not self._webhook_secret:
+            raise WebhookRejected("webhooks are not configured")
+        try:
+            event = self._client.construct_event(payload, signature, self._webhook_secret)
+        except (stripe.SignatureVerificationError, ValueError) as err:
+            raise WebhookRejected(str(err).split(".")[0]) from None
+        return WebhookEvent(id=event.id, type=event.type, data=event.data.object.to_dict())
