@@ -143,6 +143,11 @@ async def protection_candidates(session: AsyncSession, now: datetime) -> list[uu
     return [r[0] for r in rows]
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The writer sets no session state (no SET, LISTEN or advisory locks), so a connection
+    going back to its pool needs no reset query: one round trip fewer per batch."""
+
+
 class BidWriter:
     """One per process. `place()` queues a bid for its auction's writer task and waits."""
 
@@ -215,7 +220,8 @@ class BidWriter:
     async def _connected(self) -> asyncpg.Pool:
         async with self._pool_ready:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(self._database_url, min_size=1, max_size=POOL_SIZE)
+                self._pool = await asyncpg.create_pool(
+                    self._database_url, min_size=1, max_size=POOL_SIZE, reset=_keep_session)
             return self._pool
 
     async def close(self) -> None:
