@@ -107,6 +107,8 @@ def create_app(
                 yield
         finally:
             await state.bid_writer.close()
+            if state.payments is not None:
+                await state.payments.close()
             await state.broadcast.disconnect()
             await state.rate_limiter.close()
             await engine.dispose()

@@ -62,10 +62,11 @@ class Stripe:
             raise not_configured("Stripe")
         self.currency = settings.wallet_currency.lower()
         self._webhook_secret = settings.stripe_webhook_secret
+        self._http = stripe.HTTPXClient(timeout=20)
         self._client = stripe.StripeClient(
             settings.stripe_api_key,
             base_addresses={"api": settings.stripe_api_base},
-            http_client=stripe.HTTPXClient(timeout=20),
+            http_client=self._http,
             max_network_retries=2,
         )
 
@@ -94,6 +95,12 @@ class Stripe:
             raise WebhookRejected("webhooks are not configured")
         try:
             event = self._client.construct_event(payload, signature, self._webhook_secret)
-        except (stripe.SignatureVerificationError, ValueError) as err:
+            return WebhookEvent(id=event.id, type=event.type, data=event.data.object.to_dict())
+        except stripe.SignatureVerificationError as err:
             raise WebhookRejected(str(err).split(".")[0]) from None
-        return WebhookEvent(id=event.id, type=event.type, data=event.data.object.to_dict())
+        except (ValueError, AttributeError, KeyError, TypeError):
+            # signed, but not an event envelope (the SDK fails on e.g. a JSON array)
+            raise WebhookRejected("not a Stripe event") from None
+
+    async def close(self) -> None:
+        await self._http.close_async()
