@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,7 +176,7 @@ async def copy_baseline(database_url: str, rows: list[dict]) -> float:
         await conn.close()
 
 
-async def main(seconds: float, pg: EmbeddedPostgres, only: str = "all") -> None:
+async def main(seconds: float, pg: EmbeddedPostgres, only: str = "all", rounds: int = 3) -> None:
     data_dir = tempfile.mkdtemp()
     url = pg.url(await pg.create_database())
     await seed_inventory(url, data_dir)
@@ -183,7 +184,7 @@ async def main(seconds: float, pg: EmbeddedPostgres, only: str = "all") -> None:
     baseline, burl = start("baseline", url, data_dir)
     try:
         if only in ("all", "list"):
-            await vehicles_list(gurl, burl, seconds)
+            await vehicles_list(gurl, burl, seconds, rounds)
         if only in ("all", "import"):
             await imports(gurl, url)
     finally:
@@ -202,14 +203,22 @@ async def same_json(gurl: str, burl: str, first: int) -> None:
     assert any(e["node"]["activeAuction"] for e in ours["data"]["vehicles"]["edges"])
 
 
-async def vehicles_list(gurl: str, burl: str, seconds: float) -> None:
-    print("vehicles list (requests/s, 8 concurrent clients)")
+async def vehicles_list(gurl: str, burl: str, seconds: float, rounds: int = 3) -> None:
+    """Baseline and GraphQL measured in alternation, `rounds` times each; the medians compared
+    (the machine's speed drifts: two measurements taken far apart are not comparable)."""
+    print(f"vehicles list (requests/s, 8 concurrent clients, median of {rounds} alternating rounds)")
     for first in (50, 500):
         await same_json(gurl, burl, first)
-        base = await throughput(lambda c, f=first: c.get(f"{burl}/vehicles", params={"first": f}), seconds)
-        ours = await throughput(lambda c, f=first: c.post(f"{gurl}/graphql", json={
-            "query": VEHICLES, "variables": {"first": f}}), seconds)
-        print(f"  first={first}: graphql {ours:8.1f}  asyncpg baseline {base:8.1f}  ratio {ours / base:.2f}")
+        bases, ours = [], []
+        for _ in range(rounds):
+            bases.append(await throughput(
+                lambda c, f=first: c.get(f"{burl}/vehicles", params={"first": f}), seconds))
+            ours.append(await throughput(lambda c, f=first: c.post(f"{gurl}/graphql", json={
+                "query": VEHICLES, "variables": {"first": f}}), seconds))
+        base, our = statistics.median(bases), statistics.median(ours)
+        print(f"  first={first}: graphql {our:8.1f}  asyncpg baseline {base:8.1f}  ratio {our / base:.2f}"
+              f"   (rounds: graphql {', '.join(f'{x:.0f}' for x in ours)}; "
+              f"baseline {', '.join(f'{x:.0f}' for x in bases)})")
 
 
 async def imports(gurl: str, url: str) -> None:
@@ -238,9 +247,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--only", choices=("all", "list", "import"), default="all")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per list measurement")
     args = parser.parse_args()
     postgres = EmbeddedPostgres()  # starts (and migrates) outside the event loop
     try:
-        asyncio.run(main(args.seconds, postgres, args.only))
+        asyncio.run(main(args.seconds, postgres, args.only, args.rounds))
     finally:
         postgres.stop()

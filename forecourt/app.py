@@ -25,6 +25,7 @@ from forecourt.config import Settings
 from forecourt.db.engine import create_engine, plain_url, session_factory
 from forecourt.integrations.stripe import Stripe, WebhookRejected
 from forecourt.schema.context import AppState, utc_now
+from forecourt.schema.execution import freeze_startup_heap
 from forecourt.schema.http import GraphQLView, error_response
 from forecourt.schema.root import build_schema
 from forecourt.services import Work, wallet
@@ -101,6 +102,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        freeze_startup_heap()
         await state.broadcast.connect()
         try:
             async with jobs.running(state):

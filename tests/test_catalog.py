@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 import pytest
 
-from forecourt.schema.relay import to_global_id
+from forecourt.schema.relay import from_global_id, to_global_id
 
 CREATE = """mutation($input: CreateVehicleInput!) { createVehicle(input: $input) {
   vehicle { id vin year make model trim condition mileageKm price status features history
@@ -214,19 +214,35 @@ async def test_vehicle_lookups(gql, dealer):
     assert node["data"]["node"]["vin"] == "JTDBE32K020123456"
 
 
+async def add_live_auction(db, vehicle_id: str, seller: uuid.UUID, *, bids: int = 0) -> None:
+    """A live auction of a vehicle (global ID), arranged directly in the database."""
+    await db.execute(
+        """INSERT INTO auctions (id, vehicle_id, seller_id, created_by, status, start_price, current_price,
+                                 start_time, end_time, original_end_time, bid_count, bidder_count)
+           VALUES (gen_random_uuid(), $1, $2, $2, 'live', 5000000, $3, now() - interval '1 hour',
+                   now() + interval '1 day', now() + interval '1 day', $4, $5)""",
+        from_global_id(vehicle_id, "Vehicle")[1], seller, 5100000 if bids else None, bids, min(bids, 1),
+    )
+
+
 async def test_statements_do_not_grow_with_page_size(gql, dealer, db, server):
     entry = to_global_id("CatalogEntry", await add_catalog(db, "Toyota", "Camry", 2018, "Sedan"))
     for i in range(12):
-        await create(gql, dealer, model=f"Camry {i}", catalogEntryId=entry if i % 2 else None)
+        made = await create(gql, dealer, model=f"Camry {i}", catalogEntryId=entry if i % 2 else None)
+        if i % 3 == 0:
+            await add_live_auction(db, made["vehicle"]["id"], dealer.raw_id, bids=i % 2)
     query = """query($first: Int) { vehicles(first: $first) { totalCount edges { node {
         id vin catalogEntry { make bodyType } listedBy { id displayName } latestValuation { marketValue }
-        similar(first: 3) { id catalogEntry { id } latestValuation { signal } } } } } }"""
+        activeAuction { currentPrice bidCount } features history
+        similar(first: 3) { id catalogEntry { id } latestValuation { signal } activeAuction { bidCount } } } } } }"""
     counts = {}
     for first in (2, 12):
         server.statements.reset()
         body = await gql(query, {"first": first})
-        assert len(body["data"]["vehicles"]["edges"]) == first
+        edges = body["data"]["vehicles"]["edges"]
+        assert len(edges) == first
         counts[first] = server.statements.count
+    assert sum(1 for e in edges if e["node"]["activeAuction"]) == 4
     # never more for a bigger page (fewer when loaders find rows already fetched)
     assert counts[12] <= counts[2], counts
 

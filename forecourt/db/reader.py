@@ -1,4 +1,4 @@
-"""Serialised reads on a request's session.
+"""Serialised reads on a request's read session (autocommit: see Context.reader).
 
 GraphQL resolves sibling fields concurrently, and an AsyncSession allows one statement at a
 time; DataLoaders batch per relation, but two loaders can still fire in the same tick. All

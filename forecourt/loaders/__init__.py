@@ -6,19 +6,21 @@ from functools import cached_property
 
 from forecourt.db.reader import Reader
 from forecourt.loaders.auctions import (
-    ActiveAuctionByVehicleLoader,
     AuctionByIdLoader,
     BidsPageLoader,
     WalletByUserLoader,
 )
 from forecourt.loaders.catalog import (
+    ActiveAuctionRowByVehicleLoader,
     CatalogEntryByIdLoader,
+    LatestValuationRowByVehicleLoader,
     SimilarVehiclesLoader,
+    UserRowByIdLoader,
     VehicleByIdLoader,
+    VehicleDetailsByIdLoader,
 )
 from forecourt.loaders.identity import ApiTokensByUserLoader, UserByIdLoader
 from forecourt.loaders.organizations import OrganizationByIdLoader
-from forecourt.loaders.valuation import LatestValuationByVehicleLoader
 
 
 class Loaders:
@@ -49,17 +51,27 @@ class Loaders:
     def similar_vehicles(self) -> SimilarVehiclesLoader:
         return SimilarVehiclesLoader(self._reader)
 
+
     @cached_property
-    def latest_valuation_by_vehicle(self) -> LatestValuationByVehicleLoader:
-        return LatestValuationByVehicleLoader(self._reader)
+    def vehicle_details_by_id(self) -> VehicleDetailsByIdLoader:
+        return VehicleDetailsByIdLoader(self._reader)
+
+    @cached_property
+    def user_row_by_id(self) -> UserRowByIdLoader:
+        return UserRowByIdLoader(self._reader)
+
+    @cached_property
+    def latest_valuation_row_by_vehicle(self) -> LatestValuationRowByVehicleLoader:
+        return LatestValuationRowByVehicleLoader(self._reader)
+
+    @cached_property
+    def active_auction_row_by_vehicle(self) -> ActiveAuctionRowByVehicleLoader:
+        return ActiveAuctionRowByVehicleLoader(self._reader)
 
     @cached_property
     def auction_by_id(self) -> AuctionByIdLoader:
         return AuctionByIdLoader(self._reader)
 
-    @cached_property
-    def active_auction_by_vehicle(self) -> ActiveAuctionByVehicleLoader:
-        return ActiveAuctionByVehicleLoader(self._reader)
 
     @cached_property
     def bids_page(self) -> BidsPageLoader:

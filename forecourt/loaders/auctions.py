@@ -8,27 +8,13 @@ from aiodataloader import DataLoader
 from sqlalchemy import text
 
 from forecourt.db.reader import Reader
-from forecourt.domain.auctions import ACTIVE
 from forecourt.loaders.base import ByIdLoader
-
-ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
 
 
 class AuctionByIdLoader(ByIdLoader):
     async def fetch(self, ids):
         rows = await self.reader.execute(text("SELECT * FROM auctions WHERE id = ANY(:ids)"), {"ids": ids})
         return {r["id"]: dict(r) for r in rows.mappings()}
-
-
-class ActiveAuctionByVehicleLoader(ByIdLoader):
-    """Keys are vehicle ids; a vehicle has at most one active auction (unique index)."""
-
-    async def fetch(self, ids):
-        rows = await self.reader.execute(
-            text("SELECT * FROM auctions WHERE vehicle_id = ANY(:ids) AND status = ANY(:active)"),
-            {"ids": ids, "active": ACTIVE_STATUSES},
-        )
-        return {r["vehicle_id"]: dict(r) for r in rows.mappings()}
 
 
 class BidsPageLoader(DataLoader):

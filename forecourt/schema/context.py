@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from broadcaster import Broadcast
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +17,7 @@ from forecourt.auth.credentials import Credentials
 from forecourt.auth.principal import Principal
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
+from forecourt.db.engine import read_session_factory
 from forecourt.db.reader import Reader
 from forecourt.integrations.stripe import Stripe
 from forecourt.loaders import Loaders
@@ -40,8 +42,12 @@ class AppState:
     rate_limiter: RateLimiter
     bid_writer: BidWriter
     clock: Callable[[], datetime] = utc_now
-    payments: Stripe | None = None  # set when STRIPE_API_KEY is
+    payments: Stripe | None = None  # set when STRIPE_API_KEY is configured
     started_at: float = field(default_factory=time.monotonic)
+
+    @cached_property
+    def read_sessions(self) -> async_sessionmaker[AsyncSession]:
+        return read_session_factory(self.engine)
 
 
 class Context:
@@ -54,6 +60,7 @@ class Context:
         self.principal: Principal | None = None
         self.outbox = Outbox()
         self._session: AsyncSession | None = None
+        self._read_session: AsyncSession | None = None  # autocommit; see `reader`
         self._reader: Reader | None = None
         self._loaders: Loaders | None = None
 
@@ -65,8 +72,13 @@ class Context:
 
     @property
     def reader(self) -> Reader:
+        """Reads (DataLoaders, pages) on their own autocommit session: no BEGIN/ROLLBACK
+        round trips. Mutations write through `session`, and end_reads() before and after
+        them, so the reads that follow see what they committed."""
         if self._reader is None:
-            self._reader = Reader(self.session)
+            if self._read_session is None:
+                self._read_session = self.state.read_sessions()
+            self._reader = Reader(self._read_session)
         return self._reader
 
     @property
@@ -89,6 +101,10 @@ class Context:
     async def authenticate(self, authorization: str | None) -> None:
         """Resolve the caller; raises Unauthenticated for a bad or expired token."""
         token = bearer_token(authorization)
+        if token is None:  # a guest: no session to open, nothing to look up
+            self.principal = None
+            await self.end_reads()
+            return
         self.principal = await authenticate(
             self.session, self.state.credentials.access_tokens, token, self.now(),
             self.state.credentials.principals,
@@ -100,9 +116,14 @@ class Context:
         the next subscription event) sees the database as it is now."""
         if self._session is not None and self._session.in_transaction():
             await self._session.rollback()
+        if self._read_session is not None:
+            await self._read_session.close()  # returns its connection; forgets ORM objects
         self._loaders = None
 
     async def close(self) -> None:
+        if self._read_session is not None:
+            await self._read_session.close()
+            self._read_session = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -33,8 +33,6 @@ from forecourt.schema.context import AppState, Context
 from forecourt.schema.errors import BAD_USER_INPUT, PARSE_FAILED, REQUEST_ERROR_STATUS
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-
-
 def error_response(status: int, message: str, code: str, headers: dict | None = None) -> Response:
     body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
     return Response(body, status_code=status, media_type="application/json", headers=headers)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 from forecourt.domain.errors import DomainError
 
@@ -71,9 +72,19 @@ class Edge(Generic[T]):
 
 @strawberry.type
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
+    edge_list: strawberry.Private[list[Edge[T]]]
     page_info: PageInfo
     count_total: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    def edges(self, info: strawberry.Info) -> list[Edge[T]]:
+        # Synchronous unless a subclass has something to load for the whole page first.
+        return self.resolve_edges(info)
+
+    def resolve_edges(self, info: strawberry.Info) -> list[Edge[T]] | Awaitable[list[Edge[T]]]:
+        """The page's edges; a subclass may return an awaitable that first loads, for the
+        whole page at once, what the selection asks of every node."""
+        return self.edge_list
 
     @strawberry.field
     async def total_count(self) -> int:
@@ -90,9 +101,11 @@ def connection(
 ) -> Connection[T]:
     """A Connection (or a subclass, with `extra` fields) from one keyset page."""
     cursors = page.cursors
+    many = getattr(to_node, "many", None)  # a converter for a whole page of rows at once
+    nodes = many(page.rows) if many is not None else [to_node(row) for row in page.rows]
     return cls(
         **extra,
-        edges=[Edge(node=to_node(row), cursor=c) for row, c in zip(page.rows, cursors, strict=True)],
+        edge_list=[Edge(node=node, cursor=c) for node, c in zip(nodes, cursors, strict=True)],
         page_info=PageInfo(
             has_next_page=page.has_next,
             has_previous_page=page.has_previous,
@@ -101,3 +114,24 @@ def connection(
         ),
         count_total=count_total,
     )
+
+
+def selected_under(info: strawberry.Info, *paths: tuple[str, ...]) -> list[set[str]]:
+    """For each path, the names of the fields selected there below the field being resolved,
+    fragments flattened (and @skip/@include ignored: a superset of what will run)."""
+    top: list[Selection] = [s for f in _fields(info.selected_fields) for s in f.selections]
+    found = []
+    for path in paths:
+        level = top
+        for name in path:
+            level = [s for f in _fields(level) if f.name == name for s in f.selections]
+        found.append({f.name for f in _fields(level)})
+    return found
+
+
+def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        else:
+            yield from _fields(selection.selections)

@@ -40,6 +40,7 @@ from forecourt.schema.catalog import (
     VehicleType,
 )
 from forecourt.schema.errors import format_errors
+from forecourt.schema.execution import Executor
 from forecourt.schema.limits import Limits, RequestLimits
 from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
 from forecourt.schema.relay import NODE_RESOLVERS, Connection, Node, from_global_id
@@ -271,6 +272,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=Executor,
         types=[t.KycApplicationType, CatalogEntryType],
         config=StrawberryConfig(
             scalar_map=SCALAR_MAP,

@@ -4,28 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    any_,
+    bindparam,
     case,
+    column,
     func,
     literal,
     literal_column,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, distinct_on
 
-from forecourt.db.models import CatalogEntry, Vehicle
+from forecourt.db.models import Auction, CatalogEntry, User, Vehicle, VehicleValuation
+from forecourt.domain.auctions import ACTIVE
 from forecourt.domain.catalog import VehicleCondition, VehicleStatus
 
 v = Vehicle.__table__.c
 
+# What a list of vehicles reads (in VehicleType.build's order) ...
 VEHICLE_COLUMNS = (
-    v.id, v.vin, v.year, v.make, v.model, v.trim, v.catalog_id, v.condition, v.mileage_km,
-    v.color, v.price, v.status, v.features, v.images, v.trust_score, v.location,
-    v.description, v.listed_by, v.history, v.created_at,
+    v.id, v.catalog_id, v.listed_by, v.vin, v.year, v.make, v.model, v.trim, v.condition,
+    v.mileage_km, v.color, v.price, v.status, v.trust_score, v.location, v.created_at,
 )
+# ... and the listing details, most of a row's bytes and of its decoding (arrays, JSON),
+# read only when asked for: VEHICLE_DETAILS, one statement for a page.
+DETAIL_COLUMNS = (v.features, v.images, v.description, v.history)
 # Archived vehicles are soft-deleted: hidden unless asked for by status.
 DEFAULT_STATUSES = tuple(s for s in VehicleStatus if s is not VehicleStatus.ARCHIVED)
 
@@ -49,8 +59,12 @@ def search_query(text: str) -> ColumnElement:
     return func.websearch_to_tsquery("english", text)
 
 
+@lru_cache(maxsize=256)
 def filtered(q: VehicleQuery) -> Select:
-    conditions = [v.status.in_([s.value for s in (q.statuses or DEFAULT_STATUSES)])]
+    """The vehicles `q` asks for (statements are immutable: the same filter reuses one)."""
+    # `= ANY(array)` rather than `IN (...)`: one parameter, nothing to expand per execution.
+    statuses = [s.value for s in (q.statuses or DEFAULT_STATUSES)]
+    conditions = [v.status == any_(bindparam("statuses", statuses, type_=ARRAY(v.status.type)))]
     if q.make:
         conditions.append(func.lower(v.make) == q.make.strip().lower())
     if q.model:
@@ -169,3 +183,135 @@ def nearest_match(text: str) -> Select:
 
 def by_vin(vin: str) -> Select:
     return select(*VEHICLE_COLUMNS).where(v.vin == vin)
+
+
+# ---------------------------------------------------------------- what a vehicle shows
+# Each relation's columns (what its type shows), read per relation for the vehicles reached
+# one by one (DataLoaders batch them), and for a page of vehicles all in one statement.
+# Built once: ids travel as one array parameter (`= ANY($1)`), so the SQL (and the prepared
+# statement) is the same whatever their number, and nothing is built or cache-keyed per
+# request. Execute the per-relation statements with {"ids": [...]}.
+
+UUIDS = ARRAY(UUID(as_uuid=True))
+IDS = bindparam("ids", type_=UUIDS)
+
+c = CatalogEntry.__table__.c
+CATALOG_COLUMNS = (
+    c.id, c.make, c.model, c.year_start, c.year_end, c.trim, c.body_type, c.fuel_type,
+    c.transmission, c.drivetrain, c.horsepower, c.specs, c.price_foreign_used,
+    c.price_local_used, c.price_brand_new,
+)
+u = User.__table__.c
+# What UserType shows (its email only to the user themself and admins).
+USER_COLUMNS = (u.id, u.email, u.organization_id, u.display_name, u.role, u.kyc_status, u.created_at)
+vv = VehicleValuation.__table__.c
+# A valuation's depreciation curve is most of its row and of the work of turning it into
+# objects: a selection that does not show it gets an empty one.
+NO_CURVE = literal_column("'[]'::jsonb", JSONB).label("depreciation")
+
+
+def _valuation_columns(curve: bool) -> tuple:
+    return (
+        vv.vehicle_id, vv.market_value, vv.foreign_used, vv.local_used, vv.brand_new,
+        vv.investment_score, vv.signal, vv.depreciation if curve else NO_CURVE, vv.comparables,
+        vv.as_of,
+    )
+
+
+a = Auction.__table__.c
+# The statuses are written into the SQL so that the planner can use the partial unique index
+# on (vehicle_id) of active auctions, also with a generic plan for the prepared statement.
+IS_ACTIVE = a.status.in_([literal_column(f"'{status.value}'") for status in sorted(ACTIVE)])
+
+VEHICLE_DETAILS: Select = select(v.id, *DETAIL_COLUMNS).where(v.id == any_(IDS))
+CATALOG_ENTRIES: Select = select(*CATALOG_COLUMNS).where(c.id == any_(IDS))
+USERS: Select = select(*USER_COLUMNS).where(u.id == any_(IDS))
+# The newest stored valuation of each vehicle.
+LATEST_VALUATIONS: Select = (
+    select(*_valuation_columns(curve=True))
+    .where(vv.vehicle_id == any_(IDS))
+    .ext(distinct_on(vv.vehicle_id))
+    .order_by(vv.vehicle_id, vv.as_of.desc())
+)
+# The auction each vehicle is in now (all its columns: what AuctionType.from_row reads).
+ACTIVE_AUCTIONS: Select = select(Auction.__table__).where(a.vehicle_id == any_(IDS), IS_ACTIVE)
+
+# ---------------------------------------------------------------- a page's relations at once
+# The vehicles of a page, in order, as an unnest() of three parallel arrays (vehicle, catalog
+# entry and lister ids); each relation a LEFT JOIN on it. One row per vehicle, each relation's
+# columns in a slice of it (catalog entries and listers only in the first row that has them).
+# Execute with {"vehicle_ids": [...], "catalog_ids": [...], "lister_ids": [...]}.
+
+_UNNEST = (
+    func.unnest(
+        bindparam("vehicle_ids", type_=UUIDS),
+        bindparam("catalog_ids", type_=UUIDS),
+        bindparam("lister_ids", type_=UUIDS),
+    )
+    .table_valued(
+        column("vehicle_id", UUID(as_uuid=True)),
+        column("catalog_id", UUID(as_uuid=True)),
+        column("lister_id", UUID(as_uuid=True)),
+        with_ordinality="n",
+    )
+    .render_derived(name="ids")
+)
+# A catalog entry or lister that several vehicles share is joined (and read) only on the
+# first of them: the rest of the page refers to it by id.
+PAGE = select(
+    _UNNEST.c.vehicle_id,
+    _UNNEST.c.catalog_id,
+    _UNNEST.c.lister_id,
+    _UNNEST.c.n,
+    (func.row_number().over(partition_by=_UNNEST.c.catalog_id, order_by=_UNNEST.c.n)
+     == literal_column("1")).label("first_catalog"),
+    (func.row_number().over(partition_by=_UNNEST.c.lister_id, order_by=_UNNEST.c.n)
+     == literal_column("1")).label("first_lister"),
+).subquery("page")
+RELATIONS = ("details", "catalog_entry", "listed_by", "active_auction", "latest_valuation")
+
+
+def _latest_valuation(curve: bool) -> Any:
+    return (
+        select(*_valuation_columns(curve))
+        .where(vv.vehicle_id == PAGE.c.vehicle_id)
+        .order_by(vv.as_of.desc())
+        .limit(literal_column("1"))
+        .lateral("latest_valuation")
+    )
+
+
+@lru_cache(maxsize=64)
+def page_relations(
+    relations: frozenset[str], curve: bool = True
+) -> tuple[Select, dict[str, tuple[slice, tuple[str, ...]]]]:
+    """One statement reading the `relations` (of RELATIONS) of a page of vehicles, and for
+    each relation where its columns are in the rows, and their names (a relation's first
+    column is NULL when the vehicle has none)."""
+    details = Vehicle.__table__.alias("details")
+    joins: dict[str, tuple[Any, Any, tuple]] = {
+        "details": (details, details.c.id == PAGE.c.vehicle_id,
+                    tuple(details.c[col.name] for col in DETAIL_COLUMNS)),
+        "catalog_entry": (CatalogEntry.__table__,
+                          and_(PAGE.c.first_catalog, c.id == PAGE.c.catalog_id), CATALOG_COLUMNS),
+        "listed_by": (User.__table__, and_(PAGE.c.first_lister, u.id == PAGE.c.lister_id),
+                      USER_COLUMNS),
+        "active_auction": (Auction.__table__, and_(a.vehicle_id == PAGE.c.vehicle_id, IS_ACTIVE),
+                           tuple(Auction.__table__.c)),
+    }
+    columns: list = [PAGE.c.n]
+    slices: dict[str, tuple[slice, tuple[str, ...]]] = {}
+    source: Any = PAGE
+    for name in RELATIONS:
+        if name not in relations:
+            continue
+        if name == "latest_valuation":
+            latest = _latest_valuation(curve)
+            table, on, part = latest, literal_column("true"), tuple(latest.c)
+        else:
+            table, on, part = joins[name]
+        source = source.outerjoin(table, on)
+        start = len(columns)
+        columns.extend(col.label(f"{name}_{col.name}") for col in part)
+        slices[name] = (slice(start, len(columns)), tuple(col.name for col in part))
+    return select(*columns).select_from(source).order_by(PAGE.c.n), slices
