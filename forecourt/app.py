@@ -23,6 +23,7 @@ from forecourt.auth.credentials import Credentials
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
 from forecourt.db.engine import create_engine, plain_url, session_factory
+from forecourt.integrations.openai import OpenAI
 from forecourt.integrations.stripe import Stripe, WebhookRejected
 from forecourt.schema.context import AppState, utc_now
 from forecourt.schema.execution import freeze_startup_heap
@@ -97,6 +98,7 @@ def create_app(
         ),
         clock=clock,
         payments=Stripe(settings) if settings.stripe_api_key else None,
+        openai=OpenAI.maybe(settings),
     )
     view = GraphQLView(build_schema(settings), state)
 
@@ -111,6 +113,8 @@ def create_app(
             await state.bid_writer.close()
             if state.payments is not None:
                 await state.payments.close()
+            if state.openai is not None:
+                await state.openai.close()
             await state.broadcast.disconnect()
             await state.rate_limiter.close()
             await engine.dispose()

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
 
     revalue_interval_seconds: float = Field(600, alias="REVALUE_INTERVAL_SECONDS")
 
+    # Training: the LLM that scores transcripts when OpenAI is configured, and how often live
+    # scores are recomputed while a session runs.
+    training_evaluation_model: str = Field("gpt-4o-mini", alias="TRAINING_EVALUATION_MODEL")
+    training_rescore_interval_seconds: float = Field(5.0, alias="TRAINING_RESCORE_INTERVAL_SECONDS")
+
     # Auctions: closing/starting jobs run this often in every process; reserve protection
     # bids every 30 s (seed 004).
     auction_job_interval_seconds: float = Field(1.0, alias="AUCTION_JOB_INTERVAL_SECONDS")

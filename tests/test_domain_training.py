@@ -93,9 +93,10 @@ def test_rubrics_must_sum_to_one_and_name_known_metrics():
 
 
 def test_badges():
-    assert rules.badges(3, [70, 96]) == ["Sales Expert"]
-    assert rules.badges(10, [81, 85, 90, 80, 88]) == ["Dedicated Learner", "Consistent Performer"]
-    assert rules.badges(12, [81, 85, 79, 80, 88, 90]) == ["Dedicated Learner"]
+    """Seed 001: 10 sessions; one score of 95; five sessions at 80 or more (not necessarily in a row)."""
+    assert rules.badges(3, best_score=96, sessions_at_80=1) == ["Sales Expert"]
+    assert rules.badges(9, best_score=94.9, sessions_at_80=4) == []
+    assert rules.badges(10, best_score=90, sessions_at_80=5) == ["Dedicated Learner", "Consistent Performer"]
 
 
 def test_turns_are_bounded():

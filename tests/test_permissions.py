@@ -71,6 +71,30 @@ def sample(operation: str) -> tuple[str, dict]:
         "Mutation.fundWallet": ('mutation { fundWallet(input: {amount: "1.00"}) { userErrors { code } } }', {}),
         "Mutation.adjustWallet": (
             'mutation { adjustWallet(input: {userId: "eA", amount: "1.00", reason: "r"}) { userErrors { code } } }', {}),
+        "Query.scenarios": ("{ scenarios { totalCount } }", {}),
+        "Query.trainingSession": ('{ trainingSession(id: "eA") { id } }', {}),
+        "Query.trainingSessions": ("{ trainingSessions { totalCount } }", {}),
+        "Query.trainingProgress": ("{ trainingProgress { totalSessions } }", {}),
+        "Query.leaderboard": ("{ leaderboard { averageScore } }", {}),
+        "Mutation.createScenario": (
+            'mutation { createScenario(input: {name: "n", description: "d", difficulty: 1, personaId: "eA", '
+            'preset: RETAIL}) { userErrors { code } } }', {}),
+        "Mutation.createBuyerPersona": (
+            'mutation { createBuyerPersona(input: {type: "t", personality: "p"}) { userErrors { code } } }', {}),
+        "Mutation.createTrainingProduct": (
+            'mutation { createTrainingProduct(input: {name: "n"}) { userErrors { code } } }', {}),
+        "Mutation.startTrainingSession": (
+            'mutation { startTrainingSession(input: {scenarioId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.appendTranscript": (
+            'mutation { appendTranscript(input: {sessionId: "eA", role: "trainee", text: "hi"}) '
+            '{ userErrors { code } } }', {}),
+        "Mutation.completeTrainingSession": (
+            'mutation { completeTrainingSession(input: {sessionId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.cancelTrainingSession": (
+            'mutation { cancelTrainingSession(input: {sessionId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.overrideTrainingScore": (
+            'mutation { overrideTrainingScore(input: {sessionId: "eA", score: 1, reason: "r"}) '
+            '{ userErrors { code } } }', {}),
         "Mutation.reviewKycApplication": (
             'mutation { reviewKycApplication(input: {userId: "VXNlcjox", approve: true}) { userErrors { code } } }',
             {},

@@ -54,6 +54,22 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.settleAuction": BIDDERS | ADMINS,
     "Mutation.adjustWallet": ADMINS,
     "Mutation.fundWallet": SIGNED_IN,
+    # sales training: for members of an organization; services check organization roles
+    # (managers) and tenancy, since those are per organization rather than platform roles
+    "Query.scenarios": SIGNED_IN,
+    "Query.trainingSession": SIGNED_IN,
+    "Query.trainingSessions": SIGNED_IN,
+    "Query.trainingProgress": SIGNED_IN,
+    "Query.leaderboard": SIGNED_IN,
+    "Mutation.createScenario": SIGNED_IN,
+    "Mutation.createBuyerPersona": SIGNED_IN,
+    "Mutation.createTrainingProduct": SIGNED_IN,
+    "Mutation.startTrainingSession": SIGNED_IN,
+    "Mutation.appendTranscript": SIGNED_IN,
+    "Mutation.completeTrainingSession": SIGNED_IN,
+    "Mutation.cancelTrainingSession": SIGNED_IN,
+    "Mutation.overrideTrainingScore": SIGNED_IN,
+    "Subscription.trainingSessionEvents": SIGNED_IN,
 }
 
 # Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens.

@@ -8,12 +8,15 @@ a short reason quoting the turn it rests on: reps do not trust opaque numbers.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from forecourt.domain.errors import DomainError, Validator
+from forecourt.domain.organizations import PlanTier
+from forecourt.domain.text import clean_text
 
 DEFAULT_PASS_SCORE = 80.0
 WEIGHT_TOLERANCE = 1e-6
@@ -57,6 +60,11 @@ def validate_rubric(weights: dict[str, float]) -> dict[Metric, float]:
     return rubric
 
 
+def stored_rubric(weights: dict[str, float]) -> dict[Metric, float]:
+    """A stored rubric in the metrics' declared order (JSONB keeps no key order)."""
+    return {metric: weights[metric.value] for metric in Metric if metric.value in weights}
+
+
 class Role(enum.StrEnum):
     TRAINEE = "trainee"
     CUSTOMER = "customer"
@@ -93,6 +101,7 @@ class Evaluation:
     filler_words: int
     words_per_minute: float | None
     feedback: str
+    sale_closed: bool = False  # the customer said yes to a closing question
 
     def passed(self, pass_score: float = DEFAULT_PASS_SCORE) -> bool:
         return self.overall >= pass_score
@@ -203,9 +212,14 @@ def evaluate(turns: Sequence[Turn], subject: Subject, rubric: dict[Metric, float
     scorers = {Metric.PRODUCT_KNOWLEDGE: product_knowledge, Metric.NEEDS_ASSESSMENT: needs_assessment,
                Metric.FEATURE_PRESENTATION: feature_presentation,
                Metric.OBJECTION_HANDLING: objection_handling, Metric.CLOSING: closing, Metric.RAPPORT: rapport}
-    scores = tuple(scorers[metric]() for metric in rubric)
-    overall = round(sum(s.score * rubric[s.metric] for s in scores), 1)
+    return _evaluation(turns, rubric, tuple(scorers[metric]() for metric in rubric), bool(accepted))
 
+
+def _evaluation(turns: Sequence[Turn], rubric: dict[Metric, float], scores: tuple[Score, ...],
+                sale_closed: bool, summary: str | None = None) -> Evaluation:
+    """Weighted overall score plus the seed 002 delivery metrics, whoever scored the rubric."""
+    overall = round(sum(s.score * rubric[s.metric] for s in scores), 1)
+    trainee = [t for t in turns if t.role is Role.TRAINEE]
     trainee_words = sum(_words(t.text) for t in trainee)
     all_words = sum(_words(t.text) for t in turns)
     fillers = sum(len(FILLERS.findall(t.text)) for t in trainee)
@@ -214,33 +228,265 @@ def evaluate(turns: Sequence[Turn], subject: Subject, rubric: dict[Metric, float
     weakest = min(scores, key=lambda s: s.score) if scores else None
     feedback = " ".join(filter(None, [
         f"Overall {overall:g}.",
+        summary,
         f"Work on {weakest.metric.value}: {weakest.reason}." if weakest else None,
         f"{fillers} filler words." if fillers else None,
     ]))
     return Evaluation(scores, overall, round(trainee_words / all_words, 2) if all_words else 0.0,
-                      fillers, wpm, feedback)
+                      fillers, wpm, feedback, sale_closed=sale_closed)
 
 
-def badges(session_count: int, scores: Sequence[float]) -> list[str]:
-    """Dedicated Learner: 10 sessions; Sales Expert: a 95; Consistent Performer: five ≥ 80 in a row."""
+# The JSON the LLM evaluator must answer with (OpenAI structured outputs, strict).
+def llm_response_schema(rubric: dict[Metric, float]) -> dict:
+    metric = {
+        "type": "object",
+        "properties": {
+            "score": {"type": "number"},
+            "reason": {"type": "string"},
+            "quote": {"type": "string"},
+        },
+        "required": ["score", "reason", "quote"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "metrics": {"type": "object", "properties": {m.value: metric for m in rubric},
+                        "required": [m.value for m in rubric], "additionalProperties": False},
+            "saleClosed": {"type": "boolean"},
+            "summary": {"type": "string"},
+        },
+        "required": ["metrics", "saleClosed", "summary"],
+        "additionalProperties": False,
+    }
+
+
+def from_llm(answer: dict, turns: Sequence[Turn], rubric: dict[Metric, float]) -> Evaluation:
+    """Check an LLM's scores before trusting them: every rubric metric, 0–100, with a reason
+    quoting what the trainee actually said (an invented quote is refused)."""
+    said = " ".join(" ".join(t.text.split()).lower() for t in turns)
+    scores = []
+    for metric in rubric:
+        item = answer.get("metrics", {}).get(metric.value)
+        if not isinstance(item, dict) or not isinstance(item.get("score"), int | float):
+            raise ValueError(f"the evaluator did not score {metric.value}")
+        score = float(item["score"])
+        if not 0 <= score <= 100:
+            raise ValueError(f"{metric.value} scored {score}, outside 0..100")
+        quote = " ".join(str(item.get("quote", "")).split())
+        if quote and quote.lower() not in said:
+            raise ValueError(f"the {metric.value} quote is not in the transcript")
+        reason = str(item.get("reason", "")).strip()[:300] or "No reason given"
+        text = f'{reason} ("{quote[:QUOTE_LENGTH]}")' if quote else reason
+        scores.append(Score(metric, round(score, 1), text))
+    summary = str(answer.get("summary", "")).strip()[:1000] or None
+    return _evaluation(turns, rubric, tuple(scores), bool(answer.get("saleClosed")), summary)
+
+
+def badges(session_count: int, best_score: float, sessions_at_80: int) -> list[str]:
+    """Seed 001: Dedicated Learner: 10 sessions; Sales Expert: a 95; Consistent Performer:
+    five sessions at 80 or more."""
     earned = []
     if session_count >= 10:
         earned.append("Dedicated Learner")
-    if any(s >= 95 for s in scores):
+    if best_score >= 95:
         earned.append("Sales Expert")
-    streak = best = 0
-    for score in scores:
-        streak = streak + 1 if score >= 80 else 0
-        best = max(best, streak)
-    if best >= 5:
+    if sessions_at_80 >= 5:
         earned.append("Consistent Performer")
     return earned
 
 
-def check_turn(text: str, max_length: int = 4000) -> str:
+TURN_MAX_LENGTH = 4000
+TURNS_PER_SESSION = 500
+
+
+def check_turn(text: str, max_length: int = TURN_MAX_LENGTH) -> str:
+    if len(text) > max_length * 4:  # refuse megabytes before touching them
+        raise DomainError("TURN_TOO_LONG", f"A transcript turn is at most {max_length} characters", ("text",))
     text = text.strip()
     if not text:
         raise DomainError("EMPTY_TURN", "A transcript turn needs text", ("text",))
     if len(text) > max_length:
         raise DomainError("TURN_TOO_LONG", f"A transcript turn is at most {max_length} characters", ("text",))
+    if "\x00" in text:
+        raise DomainError("INVALID_TEXT", "A transcript turn cannot contain NUL characters", ("text",))
     return text
+
+
+def parse_role(role: str) -> Role:
+    try:
+        return Role(role.strip().lower())
+    except ValueError:
+        raise DomainError("INVALID_ROLE", "role must be trainee or customer", ("role",)) from None
+
+
+# ---------------------------------------------------------------- sessions
+
+
+class TrainingStatus(enum.StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class EventType(enum.StrEnum):
+    TRANSCRIPT = "TRANSCRIPT"
+    SCORE_UPDATED = "SCORE_UPDATED"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+def check_in_progress(status: TrainingStatus) -> None:
+    """Completed and cancelled sessions are immutable."""
+    if status is TrainingStatus.COMPLETED:
+        raise DomainError("SESSION_COMPLETED", "This training session is completed and can no longer change",
+                          ("sessionId",))
+    if status is TrainingStatus.CANCELLED:
+        raise DomainError("SESSION_CANCELLED", "This training session was cancelled", ("sessionId",))
+
+
+def check_room_for_turn(turn_count: int) -> None:
+    if turn_count >= TURNS_PER_SESSION:
+        raise DomainError("TOO_MANY_TURNS", f"A session holds at most {TURNS_PER_SESSION} turns", ("sessionId",))
+
+
+def check_can_complete(turns: Sequence[Turn]) -> None:
+    if not any(t.role is Role.TRAINEE for t in turns):
+        raise DomainError("EMPTY_TRANSCRIPT", "Nothing to score: the trainee has not spoken yet; "
+                          "append the transcript or cancel the session", ("sessionId",))
+
+
+def minutes_used(started_at: datetime, ended_at: datetime) -> int:
+    """Billed per started minute (seed 002 usage records are whole minutes)."""
+    seconds = max(0.0, (ended_at - started_at).total_seconds())
+    return max(1, math.ceil(seconds / 60))
+
+
+def minutes_left(total: int, used: int) -> int:
+    """Minutes an organization may still start a session with; refuses when none are left."""
+    left = total - used
+    if left < 1:
+        raise DomainError("QUOTA_EXHAUSTED", f"Your organization has used all {total} training minutes of "
+                          "this period; upgrade the plan or wait for the next period")
+    return left
+
+
+def check_time_left(started_at: datetime, minutes_allowed: int, now: datetime) -> None:
+    """A session may not run past the minutes its organization had left when it started."""
+    if now > started_at + timedelta(minutes=minutes_allowed):
+        raise DomainError("QUOTA_EXHAUSTED", f"This session has used the {minutes_allowed} minutes your "
+                          "organization had left; complete it to get your score", ("sessionId",))
+
+
+def should_rescore(scored_at: datetime | None, now: datetime, interval_seconds: float) -> bool:
+    """Live scores are recomputed at most every `interval_seconds`."""
+    return scored_at is None or (now - scored_at).total_seconds() >= interval_seconds
+
+
+def check_voice_allowed(plan: PlanTier) -> None:
+    """Seed 003: realtime voice is a PRO feature."""
+    if plan is not PlanTier.PRO:
+        raise DomainError("PLAN_REQUIRED", "Realtime voice training needs the PRO plan", ("sessionId",))
+
+
+def check_override(score: float, reason: str | None) -> str:
+    v = Validator()
+    if not 0 <= score <= 100:
+        v.add("INVALID_SCORE", "A score is between 0 and 100", "score")
+    cleaned = v.run(clean_text, reason, "reason", max_length=1000, required=True, multiline=True)
+    v.check()
+    return cleaned
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class ScenarioDraft:
+    name: str | None
+    description: str | None
+    difficulty: int
+    rubric: dict[str, float]
+    objections: Sequence[str] = ()
+    pain_points: Sequence[str] = ()
+    key_features: Sequence[str] = ()
+    customer_type: str | None = None
+    pass_score: float = DEFAULT_PASS_SCORE
+
+
+@dataclass(frozen=True)
+class ValidScenario:
+    name: str
+    description: str
+    difficulty: int
+    rubric: dict[Metric, float]
+    objections: list[str] = field(default_factory=list)
+    pain_points: list[str] = field(default_factory=list)
+    key_features: list[str] = field(default_factory=list)
+    customer_type: str | None = None
+    pass_score: float = DEFAULT_PASS_SCORE
+
+
+LIST_MAX = 20
+ITEM_MAX = 300
+
+
+def clean_items(v: Validator, values: Sequence[str], name: str, max_length: int = ITEM_MAX) -> list[str]:
+    if len(values) > LIST_MAX:
+        v.add("TOO_MANY", f"At most {LIST_MAX} {name}", name)
+        return []
+    cleaned = [v.run(clean_text, item, name, max_length=max_length) for item in values]
+    return [c for c in cleaned if c]
+
+
+def clean_objections(v: Validator, objections: Sequence[dict[str, str | None]]) -> list[dict[str, str | None]]:
+    """Seed 001: each objection with the model response and a training tip."""
+    if len(objections) > LIST_MAX:
+        v.add("TOO_MANY", f"At most {LIST_MAX} objections", "objections")
+        return []
+    cleaned = []
+    for item in objections:
+        objection = v.run(clean_text, item.get("objection"), "objections", max_length=ITEM_MAX, required=True)
+        response = v.run(clean_text, item.get("response"), "objections", max_length=2000, multiline=True)
+        tip = v.run(clean_text, item.get("tip"), "objections", max_length=ITEM_MAX)
+        if objection:
+            cleaned.append({"objection": objection, "response": response, "tip": tip})
+    return cleaned
+
+
+def clean_pricing_tiers(v: Validator, tiers: Sequence[dict]) -> list[dict[str, str]]:
+    """Named price points, e.g. {"name": "Standard", "price": "49.00"} (money as a string)."""
+    if len(tiers) > LIST_MAX:
+        v.add("TOO_MANY", f"At most {LIST_MAX} pricing tiers", "pricingTiers")
+        return []
+    cleaned = []
+    for tier in tiers:
+        name = v.run(clean_text, tier.get("name"), "pricingTiers", max_length=60, required=True)
+        price = tier.get("price")
+        if price is None or price < 0:
+            v.add("INVALID_PRICE", "A pricing tier needs a price of 0 or more", "pricingTiers")
+        elif name:
+            cleaned.append({"name": name, "price": str(price)})
+    return cleaned
+
+
+def validate_scenario(draft: ScenarioDraft) -> ValidScenario:
+    v = Validator()
+    name = v.run(clean_text, draft.name, "name", max_length=120, required=True)
+    description = v.run(clean_text, draft.description, "description", max_length=4000,
+                        required=True, multiline=True)
+    if not 1 <= draft.difficulty <= 5:
+        v.add("INVALID_DIFFICULTY", "Difficulty is 1 (easy) to 5 (hard)", "difficulty")
+    if not 0 <= draft.pass_score <= 100:
+        v.add("INVALID_SCORE", "The pass score is between 0 and 100", "passScore")
+    rubric = v.run(validate_rubric, draft.rubric)
+    customer_type = v.run(clean_text, draft.customer_type, "customerType", max_length=60)
+    valid = ValidScenario(
+        name=name, description=description, difficulty=draft.difficulty, rubric=rubric or {},
+        objections=clean_items(v, draft.objections, "objections"),
+        pain_points=clean_items(v, draft.pain_points, "painPoints"),
+        key_features=clean_items(v, draft.key_features, "keyFeatures"),
+        customer_type=customer_type, pass_score=draft.pass_score,
+    )
+    v.check()
+    return valid

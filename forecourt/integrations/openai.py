@@ -1,4 +1,4 @@
-"""OpenAI over httpx: text embeddings (more calls join as their issues land).
+"""OpenAI over httpx: text embeddings and JSON-schema chat completions.
 
 The base URL is a setting so tests point it at a local fake speaking the same wire protocol.
 The API key is sent, never logged.
@@ -7,6 +7,7 @@ The API key is sent, never logged.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import httpx
@@ -53,22 +54,44 @@ class OpenAI:
 
     async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         body = {"model": self.model, "input": texts, "dimensions": EMBEDDING_DIMENSIONS}
+        data = sorted((await self._post("/embeddings", body, "embeddings"))["data"], key=lambda d: d["index"])
+        return [d["embedding"] for d in data]
+
+    async def chat_json(self, model: str, messages: list[dict], name: str, schema: dict) -> dict:
+        """A chat completion constrained to `schema` (structured outputs); the parsed answer."""
+        body = {
+            "model": model,
+            "messages": messages,
+            "temperature": 0,
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": name, "strict": True, "schema": schema}},
+        }
+        message = (await self._post("/chat/completions", body, "chat completion"))["choices"][0]["message"]
+        if message.get("refusal"):
+            raise ProviderError(f"the model refused: {message['refusal'][:200]}")
+        try:
+            return json.loads(message["content"])
+        except (TypeError, ValueError) as err:
+            raise ProviderError("the model's answer is not JSON") from err
+
+    async def _post(self, path: str, body: dict, what: str) -> dict:
+        """POST with retries on transport errors, 408/409/429 and 5xx."""
+        failure = "no attempt"
         for attempt in range(RETRIES + 1):
             try:
-                response = await self._client.post("/embeddings", json=body)
+                response = await self._client.post(path, json=body)
             except httpx.TransportError as err:
                 failure = f"transport error: {err.__class__.__name__}"
             else:
                 if response.status_code == 200:
-                    data = sorted(response.json()["data"], key=lambda d: d["index"])
-                    return [d["embedding"] for d in data]
+                    return response.json()
                 failure = f"HTTP {response.status_code}"
                 if response.status_code not in (408, 409, 429) and response.status_code < 500:
                     break  # our request is wrong: retrying will not help
             if attempt < RETRIES:
                 await asyncio.sleep(0.5 * 2**attempt)
-        log.warning("OpenAI embeddings failed: %s", failure)
-        raise ProviderError(f"embeddings failed: {failure}")
+        log.warning("OpenAI %s failed: %s", what, failure)
+        raise ProviderError(f"{what} failed: {failure}")
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -21,6 +21,15 @@ from forecourt.loaders.catalog import (
 )
 from forecourt.loaders.identity import ApiTokensByUserLoader, UserByIdLoader
 from forecourt.loaders.organizations import OrganizationByIdLoader
+from forecourt.loaders.training import (
+    FeedbackBySessionLoader,
+    PersonaByIdLoader,
+    PreviousScoreBySessionLoader,
+    ProductByIdLoader,
+    ScenarioByIdLoader,
+    TrainingSessionByIdLoader,
+    TurnsBySessionLoader,
+)
 
 
 class Loaders:
@@ -80,3 +89,31 @@ class Loaders:
     @cached_property
     def wallet_by_user(self) -> WalletByUserLoader:
         return WalletByUserLoader(self._reader)
+
+    @cached_property
+    def scenario_by_id(self) -> ScenarioByIdLoader:
+        return ScenarioByIdLoader(self._reader)
+
+    @cached_property
+    def persona_by_id(self) -> PersonaByIdLoader:
+        return PersonaByIdLoader(self._reader)
+
+    @cached_property
+    def product_by_id(self) -> ProductByIdLoader:
+        return ProductByIdLoader(self._reader)
+
+    @cached_property
+    def training_session_by_id(self) -> TrainingSessionByIdLoader:
+        return TrainingSessionByIdLoader(self._reader)
+
+    @cached_property
+    def turns_by_session(self) -> TurnsBySessionLoader:
+        return TurnsBySessionLoader(self._reader)
+
+    @cached_property
+    def feedback_by_session(self) -> FeedbackBySessionLoader:
+        return FeedbackBySessionLoader(self._reader)
+
+    @cached_property
+    def previous_score_by_session(self) -> PreviousScoreBySessionLoader:
+        return PreviousScoreBySessionLoader(self._reader)

@@ -19,9 +19,10 @@ from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
 from forecourt.db.engine import read_session_factory
 from forecourt.db.reader import Reader
+from forecourt.integrations.openai import OpenAI
 from forecourt.integrations.stripe import Stripe
 from forecourt.loaders import Loaders
-from forecourt.services import Work
+from forecourt.services import Work, training
 from forecourt.services.bidding import BidWriter
 from forecourt.subscriptions.outbox import Outbox
 
@@ -43,7 +44,15 @@ class AppState:
     bid_writer: BidWriter
     clock: Callable[[], datetime] = utc_now
     payments: Stripe | None = None  # set when STRIPE_API_KEY is configured
+    openai: OpenAI | None = None  # set when OPENAI_API_KEY is configured
     started_at: float = field(default_factory=time.monotonic)
+
+    @cached_property
+    def evaluator(self) -> training.LlmEvaluator | None:
+        """Scores finished training sessions with the LLM when OpenAI is configured."""
+        if self.openai is None:
+            return None
+        return training.llm_evaluator(self.openai, self.settings.training_evaluation_model)
 
     @cached_property
     def read_sessions(self) -> async_sessionmaker[AsyncSession]:

@@ -21,12 +21,14 @@ from forecourt.resolvers import (
     catalog,
     identity,
     organizations,
+    training,
     valuation,
     wallet,
 )
 from forecourt.resolvers.base import optional
 from forecourt.schema import auctions as at
 from forecourt.schema import identity as t
+from forecourt.schema import training as tt
 from forecourt.schema import wallet as wt
 from forecourt.schema.catalog import (
     CatalogEntryType,
@@ -124,6 +126,41 @@ class Query:
             info.context, optional(status), first, optional(after)
         )
 
+    @guarded(description="Training scenarios: the platform presets and your organization's, by name.")
+    async def scenarios(
+        self, info: strawberry.Info, first: int | None = 20, after: str | None = strawberry.UNSET
+    ) -> Connection[tt.ScenarioType]:
+        return await training.scenarios(info.context, first, optional(after))
+
+    @guarded(description="A training session: its trainee, and their organization's managers.")
+    async def training_session(self, info: strawberry.Info, id: strawberry.ID) -> tt.TrainingSessionType | None:
+        return await training.training_session(info.context, id)
+
+    @guarded(description="Your sessions, newest first; managers see their organization's.")
+    async def training_sessions(
+        self,
+        info: strawberry.Info,
+        user_id: strawberry.ID | None = strawberry.UNSET,
+        status: tt.TrainingStatusEnum | None = strawberry.UNSET,
+        first: int | None = 20,
+        after: str | None = strawberry.UNSET,
+    ) -> Connection[tt.TrainingSessionType]:
+        return await training.training_sessions(
+            info.context, optional(user_id), optional(status), first, optional(after))
+
+    @guarded(description="Scores, skills, badges and trend of a trainee (default: you).")
+    async def training_progress(
+        self, info: strawberry.Info, user_id: strawberry.ID | None = strawberry.UNSET
+    ) -> tt.TrainingProgress:
+        return await training.training_progress(info.context, optional(user_id))
+
+    @guarded(description="Your organization's top trainees by average score.")
+    async def leaderboard(
+        self, info: strawberry.Info, limit: int | None = 10,
+        organization_id: strawberry.ID | None = strawberry.UNSET,
+    ) -> list[tt.LeaderboardEntry]:
+        return await training.leaderboard(info.context, limit, optional(organization_id))
+
 
 @strawberry.type
 class Mutation:
@@ -212,6 +249,52 @@ class Mutation:
     async def adjust_wallet(self, info: strawberry.Info, input: wt.AdjustWalletInput) -> wt.WalletPayload:
         return await wallet.adjust_wallet(info.context, input)
 
+    @guarded_mutation(description="Start practising a scenario; needs training minutes left.")
+    async def start_training_session(
+        self, info: strawberry.Info, input: tt.StartTrainingInput
+    ) -> tt.TrainingSessionPayload:
+        return await training.start_training_session(info.context, input)
+
+    @guarded_mutation(description="Add a turn to your running session; live scores follow.")
+    async def append_transcript(
+        self, info: strawberry.Info, input: tt.AppendTranscriptInput
+    ) -> tt.TrainingSessionPayload:
+        return await training.append_transcript(info.context, input)
+
+    @guarded_mutation(description="Finish and score your session against the scenario's rubric.")
+    async def complete_training_session(
+        self, info: strawberry.Info, input: tt.CompleteTrainingInput
+    ) -> tt.TrainingSessionPayload:
+        return await training.complete_training_session(info.context, input)
+
+    @guarded_mutation(description="Abandon a running session (the trainee or a manager); minutes used still count.")
+    async def cancel_training_session(
+        self, info: strawberry.Info, input: tt.CancelTrainingInput
+    ) -> tt.TrainingSessionPayload:
+        return await training.cancel_training_session(info.context, input)
+
+    @guarded_mutation(description="A manager's review of a completed session's score (the original is kept; audited).")
+    async def override_training_score(
+        self, info: strawberry.Info, input: tt.OverrideTrainingScoreInput
+    ) -> tt.TrainingSessionPayload:
+        return await training.override_training_score(info.context, input)
+
+    @guarded_mutation(description="A scenario for your organization (its admins), or a shared preset (platform admins).")
+    async def create_scenario(self, info: strawberry.Info, input: tt.CreateScenarioInput) -> tt.ScenarioPayload:
+        return await training.create_scenario(info.context, input)
+
+    @guarded_mutation(description="A buyer persona for your organization's scenarios.")
+    async def create_buyer_persona(
+        self, info: strawberry.Info, input: tt.CreateBuyerPersonaInput
+    ) -> tt.BuyerPersonaPayload:
+        return await training.create_buyer_persona(info.context, input)
+
+    @guarded_mutation(description="A product to practise selling: features, pricing tiers, objections.")
+    async def create_training_product(
+        self, info: strawberry.Info, input: tt.CreateTrainingProductInput
+    ) -> tt.TrainingProductPayload:
+        return await training.create_training_product(info.context, input)
+
     @guarded_mutation(description="Approve or reject a pending application (admins; audited).")
     async def review_kyc_application(
         self, info: strawberry.Info, input: t.ReviewKycInput
@@ -233,6 +316,16 @@ class Subscription:
         self, info: strawberry.Info, auction_id: strawberry.ID, after_sequence: int | None = strawberry.UNSET
     ) -> AsyncGenerator[at.AuctionEventType, None]:
         async for event in auctions.auction_events(info.context, auction_id, optional(after_sequence)):
+            yield event
+
+    @guarded_subscription(
+        description="A training session's transcript turns, live scores and completion, in sequence "
+        "order; pass `afterSequence` to replay what you missed."
+    )
+    async def training_session_events(
+        self, info: strawberry.Info, session_id: strawberry.ID, after_sequence: int | None = strawberry.UNSET
+    ) -> AsyncGenerator[tt.TrainingSessionEvent, None]:
+        async for event in training.training_session_events(info.context, session_id, optional(after_sequence)):
             yield event
 
 
@@ -273,7 +366,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         subscription=Subscription,
         extensions=extensions,
         execution_context_class=Executor,
-        types=[t.KycApplicationType, CatalogEntryType],
+        types=[t.KycApplicationType, CatalogEntryType, tt.BuyerPersonaType, tt.TrainingProductType],
         config=StrawberryConfig(
             scalar_map=SCALAR_MAP,
             # Suggestions would reveal the schema that disabled introspection hides.

@@ -11,3 +11,7 @@ def user_channel(user_id: uuid.UUID) -> str:
 
 def auction_channel(auction_id: uuid.UUID) -> str:
     return f"auction:{auction_id}"
+
+
+def training_session_channel(session_id: uuid.UUID) -> str:
+    return f"training-session:{session_id}"

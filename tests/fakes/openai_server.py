@@ -1,12 +1,17 @@
 """A local stand-in for the OpenAI API on 127.0.0.1, speaking its wire format.
 
-Embeddings are deterministic bags of hashed words, so listings sharing words are close.
+Embeddings are deterministic bags of hashed words, so listings sharing words are close. Chat
+completions with a JSON schema answer `chat_answer(body)` (by default: every required metric
+scored 77, quoting the trainee's first line).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import time
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,7 +25,49 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.fail_next = 0  # answer this many requests with 500 first
-        self.app = Starlette(routes=[Route("/v1/embeddings", self.embeddings, methods=["POST"])])
+        self.chat_answer: Callable[[dict], dict] = self.default_answer
+        self.app = Starlette(routes=[
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+        ])
+
+    @staticmethod
+    def default_answer(body: dict) -> dict:
+        schema = body["response_format"]["json_schema"]["schema"]
+        transcript = body["messages"][-1]["content"]
+        first = next(line for line in transcript.splitlines() if line.startswith("[trainee] "))
+        quote = first.removeprefix("[trainee] ")[:40]
+        metrics = {name: {"score": 77, "reason": "fake coach", "quote": quote}
+                   for name in schema["properties"]["metrics"]["required"]}
+        return {"metrics": metrics, "saleClosed": True, "summary": "Solid discovery."}
+
+    def _refuse_unauthorized(self, request: Request) -> JSONResponse | None:
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                           "code": "invalid_api_key"}}, status_code=401)
+        return None
+
+    async def chat_completions(self, request: Request) -> JSONResponse:
+        if (refused := self._refuse_unauthorized(request)) is not None:
+            return refused
+        body = await request.json()
+        self.requests.append(body)
+        if self.fail_next:
+            self.fail_next -= 1
+            return JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}},
+                                status_code=500)
+        response_format = body.get("response_format", {})
+        if response_format.get("type") != "json_schema" or not response_format["json_schema"].get("strict"):
+            return JSONResponse({"error": {"message": "expected a strict json_schema", "type": "invalid_request_error"}},
+                                status_code=400)
+        content = json.dumps(self.chat_answer(body))
+        return JSONResponse({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content, "refusal": None}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+        })
 
     @staticmethod
     def vector(text: str, dimensions: int) -> list[float]:
@@ -32,9 +79,8 @@ class FakeOpenAI:
         return [x / norm for x in values]
 
     async def embeddings(self, request: Request) -> JSONResponse:
-        if request.headers.get("authorization") != f"Bearer {API_KEY}":
-            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                           "code": "invalid_api_key"}}, status_code=401)
+        if (refused := self._refuse_unauthorized(request)) is not None:
+            return refused
         body = await request.json()
         self.requests.append(body)
         if self.fail_next:

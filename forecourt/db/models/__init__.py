@@ -4,11 +4,34 @@ from forecourt.db.models.auctions import Auction, AuctionEvent, Bid
 from forecourt.db.models.audit import AdminAuditLog
 from forecourt.db.models.catalog import CatalogEntry, Vehicle
 from forecourt.db.models.identity import ApiToken, KycApplication, RefreshToken, User
-from forecourt.db.models.organizations import MinuteQuota, Organization
+from forecourt.db.models.organizations import (
+    BillingSubscription,
+    MinuteQuota,
+    Organization,
+)
+from forecourt.db.models.training import (
+    BuyerPersona,
+    Scenario,
+    TrainingEvent,
+    TrainingFeedback,
+    TrainingProduct,
+    TrainingSession,
+    TranscriptTurn,
+    UsageRecord,
+)
 from forecourt.db.models.valuation import VehicleValuation
 from forecourt.db.models.wallet import LedgerEntry, Payment, Wallet, WebhookEvent
 
 __all__ = [
+    "BillingSubscription",
+    "BuyerPersona",
+    "Scenario",
+    "TrainingEvent",
+    "TrainingFeedback",
+    "TrainingProduct",
+    "TrainingSession",
+    "TranscriptTurn",
+    "UsageRecord",
     "Auction",
     "AuctionEvent",
     "Bid",

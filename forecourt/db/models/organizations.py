@@ -1,11 +1,20 @@
-"""Organizations (tenants) and their training-minute quotas (seed 002)."""
+"""Organizations (tenants), their Stripe Billing subscriptions and training-minute quotas
+(seeds 002, 003)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,7 +31,34 @@ class Organization(Base):
     created_by: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("users.id", use_alter=True), nullable=False
     )
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    trial_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at()
+
+
+class BillingSubscription(Base):
+    """The organization's Stripe Billing subscription, as the last applied webhook left it."""
+
+    __tablename__ = "billing_subscriptions"
+    __table_args__ = (CheckConstraint("plan IN ('free','basic','pro')", name="plan"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("organizations.id"), nullable=False, index=True
+    )
+    stripe_subscription_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    plan: Mapped[str] = mapped_column(String(10), nullable=False)
+    status: Mapped[str] = mapped_column(String(30), nullable=False)
+    current_period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_at_period_end: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
+    trial_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Stripe's `created` of the last event applied: older events arriving late are ignored.
+    last_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
 
 
 class MinuteQuota(Base):
@@ -38,4 +74,5 @@ class MinuteQuota(Base):
     )
     total_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
     used_minutes: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = updated_at()
