@@ -93,10 +93,14 @@ async def _create_user(settings: Settings, url: str, email: str, password: str, 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     url = migrate_database(settings)
-    report = asyncio.run(_seed(settings, url, args.vehicles))
+    report, training = asyncio.run(_seed(settings, url, args.vehicles))
     print(
         f"catalog: {report.catalog_entries} entries; vehicles: {report.vehicles_created} created, "
         f"{report.vehicles_total} in the demo dealer's inventory"
+    )
+    print(
+        f"training presets: {training.scenarios} scenarios, {training.personas} buyer personas, "
+        f"{training.products} products"
     )
     if report.dealer_password:
         print(f"demo dealer: {report.dealer_email} / {report.dealer_password} (shown once)")
@@ -109,17 +113,17 @@ async def _seed(settings: Settings, url: str, vehicles: int):
     from forecourt.schema.context import utc_now
     from forecourt.services import Work
     from forecourt.services.seed import seed
+    from forecourt.services.seed_training import seed_training
     from forecourt.subscriptions.outbox import Outbox
 
     engine = create_engine(url, pool_size=1)
     try:
         async with session_factory(engine)() as session:
-            report = await seed(
-                Work(session, Outbox(), utc_now()), Credentials.from_settings(settings),
-                vehicles=vehicles,
-            )
+            work = Work(session, Outbox(), utc_now())
+            report = await seed(work, Credentials.from_settings(settings), vehicles=vehicles)
+            training = await seed_training(work)
             await session.commit()
-            return report
+            return report, training
     finally:
         await engine.dispose()
 

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # scores are recomputed while a session runs.
     training_evaluation_model: str = Field("gpt-4o-mini", alias="TRAINING_EVALUATION_MODEL")
     training_rescore_interval_seconds: float = Field(5.0, alias="TRAINING_RESCORE_INTERVAL_SECONDS")
+    # Voice roleplay (PRO): the Realtime model and voice the buyer persona speaks with, and how
+    # long a browser's ephemeral key may be used to connect.
+    realtime_model: str = Field("gpt-realtime", alias="REALTIME_MODEL")
+    realtime_voice: str = Field("coral", alias="REALTIME_VOICE")
+    realtime_key_ttl_seconds: int = Field(600, alias="REALTIME_KEY_TTL_SECONDS")
 
     # Auctions: closing/starting jobs run this often in every process; reserve protection
     # bids every 30 s (seed 004).

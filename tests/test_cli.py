@@ -143,6 +143,8 @@ def test_seed_is_idempotent(database_url, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "vehicles: 60 created, 60 in the demo dealer's inventory" in first.stdout
     assert "demo dealer: demo-dealer@" in first.stdout
+    assert "training presets: 6 scenarios, 6 buyer personas, 2 products" in first.stdout
     again = forecourt("seed", "--vehicles", "60", env=env)
     assert again.returncode == 0, again.stderr
     assert "vehicles: 0 created, 60 in" in again.stdout and "demo dealer:" not in again.stdout
+    assert "training presets: 6 scenarios, 6 buyer personas, 2 products" in again.stdout

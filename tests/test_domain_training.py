@@ -105,3 +105,77 @@ def test_turns_are_bounded():
     with pytest.raises(DomainError) as err:
         rules.check_turn("x" * 1_000_000)
     assert err.value.code == "TURN_TOO_LONG"
+
+
+def llm_answer(**overrides):
+    metrics = {m.value: {"score": 80, "reason": "good", "quote": "What brings you to the dealership today?"}
+               for m in DEALERSHIP_RUBRIC}
+    metrics.update(overrides)
+    return {"metrics": metrics, "saleClosed": True, "summary": "Good call."}
+
+
+def test_llm_scores_are_checked_before_they_are_trusted():
+    result = rules.from_llm(llm_answer(), STRONG, DEALERSHIP_RUBRIC)
+    assert result.overall == 80 and result.sale_closed and "Good call." in result.feedback
+    assert all("What brings you" in s.reason for s in result.scores)
+    assert result.words_per_minute is not None and result.talk_ratio > 0.5
+    schema = rules.llm_response_schema(DEALERSHIP_RUBRIC)
+    assert schema["properties"]["metrics"]["required"] == [m.value for m in DEALERSHIP_RUBRIC]
+    for bad in (
+        {"closing": {"score": 101, "reason": "x", "quote": ""}},  # out of range
+        {"closing": {"score": 90, "reason": "x", "quote": "Sign now and get a free boat"}},  # invented quote
+        {"closing": "great"},  # not an object
+    ):
+        with pytest.raises(ValueError):
+            rules.from_llm(llm_answer(**bad), STRONG, DEALERSHIP_RUBRIC)
+    missing = llm_answer()
+    del missing["metrics"]["closing"]
+    with pytest.raises(ValueError):
+        rules.from_llm(missing, STRONG, DEALERSHIP_RUBRIC)
+
+
+def test_session_rules():
+    with pytest.raises(DomainError) as err:
+        rules.minutes_left(60, 60)
+    assert err.value.code == "QUOTA_EXHAUSTED"
+    assert rules.minutes_left(60, 59) == 1
+    assert rules.minutes_used(START, START + timedelta(seconds=1)) == 1
+    assert rules.minutes_used(START, START + timedelta(seconds=61)) == 2
+    with pytest.raises(DomainError):
+        rules.check_time_left(START, 2, START + timedelta(minutes=2, seconds=1))
+    rules.check_time_left(START, 2, START + timedelta(minutes=2))
+    assert rules.should_rescore(None, START, 5)
+    assert not rules.should_rescore(START, START + timedelta(seconds=4.9), 5)
+    assert rules.should_rescore(START, START + timedelta(seconds=5), 5)
+    for status, code in ((rules.TrainingStatus.COMPLETED, "SESSION_COMPLETED"),
+                         (rules.TrainingStatus.CANCELLED, "SESSION_CANCELLED")):
+        with pytest.raises(DomainError) as err:
+            rules.check_in_progress(status)
+        assert err.value.code == code
+    with pytest.raises(DomainError) as err:
+        rules.check_voice_allowed(rules.PlanTier.BASIC)
+    assert err.value.code == "PLAN_REQUIRED"
+    rules.check_voice_allowed(rules.PlanTier.PRO)
+    assert rules.parse_role(" Customer ") is Role.CUSTOMER
+    with pytest.raises(DomainError):
+        rules.parse_role("coach")
+
+
+def test_the_seeded_presets_are_valid_scenarios():
+    from forecourt.services.seed_training import DEALERSHIP, RETAIL
+
+    for name, _, persona, difficulty, description, features, objections, pains in DEALERSHIP:
+        rules.validate_scenario(rules.ScenarioDraft(name, description, difficulty,
+                                                    {m.value: w for m, w in DEALERSHIP_RUBRIC.items()},
+                                                    objections, pains, features, persona))
+    for name, _, persona, difficulty, description, pains in RETAIL:
+        rules.validate_scenario(rules.ScenarioDraft(name, description, difficulty,
+                                                    {m.value: w for m, w in RETAIL_RUBRIC.items()},
+                                                    (), pains, (), persona))
+
+
+def test_buyer_instructions_keep_the_model_in_character():
+    text = rules.buyer_instructions(subject=EXPLORER, description="A family SUV.", persona_type="Family Buyer",
+                                    personality="cautious", budget=None, priorities=["safety"],
+                                    background=None, pain_points=["boat"])
+    assert "Ford Explorer" in text and "Family Buyer" in text and "Never give feedback" in text

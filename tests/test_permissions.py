@@ -92,6 +92,7 @@ def sample(operation: str) -> tuple[str, dict]:
             'mutation { completeTrainingSession(input: {sessionId: "eA"}) { userErrors { code } } }', {}),
         "Mutation.cancelTrainingSession": (
             'mutation { cancelTrainingSession(input: {sessionId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.createVoiceSession": ('mutation { createVoiceSession(sessionId: "eA") { userErrors { code } } }', {}),
         "Mutation.overrideTrainingScore": (
             'mutation { overrideTrainingScore(input: {sessionId: "eA", score: 1, reason: "r"}) '
             '{ userErrors { code } } }', {}),

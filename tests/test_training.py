@@ -440,3 +440,58 @@ async def test_llm_evaluator_scores_when_configured_and_falls_back_when_it_inven
             assert fallback["analysis"]["evaluator"] == "builtin" and fallback["overallScore"] >= 80
         finally:
             await client.close()
+
+
+VOICE = "mutation($id: ID!) { createVoiceSession(sessionId: $id) { ephemeralKey expiresAt model userErrors { field code message } } }"
+
+
+async def test_voice_is_pro_only_and_a_downgrade_stops_it_mid_session(
+        tmp_path, database_url, clock, fake_openai, make_team, db, caplog):
+    settings = make_settings(tmp_path, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=fake_openai.url)
+    with LiveServer(settings, database_url, clock) as live:
+        client = GraphQLClient(live.url)
+        try:
+            free, pro = await make_team("Free Motors"), await make_team("Pro Motors", plan="pro")
+            scenario = await explorer_scenario(client, db, pro.admin)
+            on_free = await explorer_scenario(client, db, free.admin)
+            free_session = (await client(START, {"id": on_free["id"]}, token=free.members[0].token)
+                            )["data"]["startTrainingSession"]["session"]["id"]
+            refused = await client(VOICE, {"id": free_session}, token=free.members[0].token)
+            assert refused["data"]["createVoiceSession"]["userErrors"][0]["code"] == "PLAN_REQUIRED"
+
+            trainee = pro.members[0]
+            session_id = (await client(START, {"id": scenario["id"]}, token=trainee.token)
+                          )["data"]["startTrainingSession"]["session"]["id"]
+            other = await client(VOICE, {"id": session_id}, token=pro.members[1].token)
+            assert other["data"]["createVoiceSession"]["userErrors"][0]["code"] == "NOT_FOUND"
+            voice = (await client(VOICE, {"id": session_id}, token=trainee.token))["data"]["createVoiceSession"]
+            assert voice["userErrors"] == [] and voice["ephemeralKey"].startswith("ek_fake_")
+            assert voice["model"] == "gpt-realtime" and voice["expiresAt"]
+            request = fake_openai.requests[-1]
+            assert request["session"]["audio"]["output"]["voice"] == "coral"
+            assert "Family Buyer" in request["session"]["instructions"] and "too expensive" in request["session"]["instructions"]
+            assert API_KEY not in caplog.text and voice["ephemeralKey"] not in caplog.text
+
+            ok = await client(APPEND, {"id": session_id, "role": "trainee", "text": "Welcome! What brings you in?"},
+                              token=trainee.token)
+            assert ok["data"]["appendTranscript"]["userErrors"] == []
+            await db.execute("UPDATE organizations SET plan = 'basic' WHERE id = $1", pro.org_id)  # downgraded
+            cut = await client(APPEND, {"id": session_id, "role": "customer", "text": "A bigger car."}, token=trainee.token)
+            assert cut["data"]["appendTranscript"]["userErrors"][0]["code"] == "PLAN_REQUIRED"
+            assert await db.fetchval("SELECT count(*) FROM training_turns") == 1  # nothing partial
+            again = await client(VOICE, {"id": session_id}, token=trainee.token)
+            assert again["data"]["createVoiceSession"]["userErrors"][0]["code"] == "PLAN_REQUIRED"
+            done = await client(COMPLETE, {"id": session_id}, token=trainee.token)  # still scored
+            assert done["data"]["completeTrainingSession"]["session"]["status"] == "COMPLETED"
+        finally:
+            await client.close()
+
+
+async def test_voice_without_openai_says_so(gql, make_team, db):
+    team = await make_team(plan="pro")
+    scenario = await explorer_scenario(gql, db, team.admin)
+    session_id = (await gql(START, {"id": scenario["id"]}, token=team.members[0].token)
+                  )["data"]["startTrainingSession"]["session"]["id"]
+    body = await gql(VOICE, {"id": session_id}, token=team.members[0].token)
+    assert body["data"]["createVoiceSession"]["userErrors"][0]["code"] == "PROVIDER_NOT_CONFIGURED"
+    assert await db.fetchval("SELECT mode FROM training_sessions") == "text"

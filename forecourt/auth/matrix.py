@@ -69,6 +69,7 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.completeTrainingSession": SIGNED_IN,
     "Mutation.cancelTrainingSession": SIGNED_IN,
     "Mutation.overrideTrainingScore": SIGNED_IN,
+    "Mutation.createVoiceSession": SIGNED_IN,
     "Subscription.trainingSessionEvents": SIGNED_IN,
 }
 

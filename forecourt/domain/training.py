@@ -398,6 +398,24 @@ def check_override(score: float, reason: str | None) -> str:
     return cleaned
 
 
+def buyer_instructions(*, subject: Subject, description: str, persona_type: str, personality: str,
+                       budget: str | None, priorities: Sequence[str], background: str | None,
+                       pain_points: Sequence[str]) -> str:
+    """The Realtime model plays the buyer (seeds 000/001): who they are, what they want, and
+    the objections to raise; it never coaches or evaluates during the roleplay."""
+    objections = "\n".join(f'{i}. "{o}"' for i, o in enumerate(subject.objections, 1)) or "- your own doubts"
+    return (
+        f"You are a customer considering {subject.name}. Stay in character for the whole conversation.\n"
+        f"PERSONA: {persona_type}; {personality}. Budget: {budget or 'flexible'}. "
+        f"Priorities: {', '.join(priorities) or 'unstated'}. {background or ''}\n"
+        f"SCENARIO: {description}\n"
+        f"PAIN POINTS: {', '.join(pain_points) or 'none stated'}\n"
+        f"OBJECTIONS TO RAISE, naturally and one at a time:\n{objections}\n"
+        "Ask questions, push back on vague answers, and agree to buy or to a next step only if the "
+        "salesperson has earned it. Never give feedback or break character."
+    )
+
+
 # ---------------------------------------------------------------- scenarios
 
 

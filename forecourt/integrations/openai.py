@@ -74,6 +74,12 @@ class OpenAI:
         except (TypeError, ValueError) as err:
             raise ProviderError("the model's answer is not JSON") from err
 
+    async def realtime_client_secret(self, session: dict, ttl_seconds: int) -> dict:
+        """An ephemeral key for a browser to open the Realtime session `session` over WebRTC
+        (GA `POST /realtime/client_secrets`): {"value", "expires_at", "session"}."""
+        body = {"expires_after": {"anchor": "created_at", "seconds": ttl_seconds}, "session": session}
+        return await self._post("/realtime/client_secrets", body, "realtime client secret")
+
     async def _post(self, path: str, body: dict, what: str) -> dict:
         """POST with retries on transport errors, 408/409/429 and 5xx."""
         failure = "no attempt"

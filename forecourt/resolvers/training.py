@@ -184,6 +184,18 @@ async def override_training_score(ctx: Context, input: t.OverrideTrainingScoreIn
     return await run_mutation(ctx, t.TrainingSessionPayload, op)
 
 
+async def create_voice_session(ctx: Context, session_id: str) -> t.VoiceSessionPayload:
+    settings = ctx.settings
+
+    async def op(work):
+        key = await service.start_voice(
+            work, _session_id(session_id), ctx.state.openai, model=settings.realtime_model,
+            voice=settings.realtime_voice, ttl_seconds=settings.realtime_key_ttl_seconds)
+        return {"ephemeral_key": key.ephemeral_key, "expires_at": key.expires_at, "model": key.model}
+
+    return await run_mutation(ctx, t.VoiceSessionPayload, op, input_path=())
+
+
 def _organization(raw: str | None) -> uuid.UUID | None:
     return None if raw is None else from_global_id(raw, "Organization", ("organizationId",))[1]
 

@@ -279,6 +279,13 @@ class Mutation:
     ) -> tt.TrainingSessionPayload:
         return await training.override_training_score(info.context, input)
 
+    @guarded_mutation(
+        description="Talk to the scenario's buyer by voice: an ephemeral OpenAI Realtime key for your "
+        "browser (PRO plan)."
+    )
+    async def create_voice_session(self, info: strawberry.Info, session_id: strawberry.ID) -> tt.VoiceSessionPayload:
+        return await training.create_voice_session(info.context, session_id)
+
     @guarded_mutation(description="A scenario for your organization (its admins), or a shared preset (platform admins).")
     async def create_scenario(self, info: strawberry.Info, input: tt.CreateScenarioInput) -> tt.ScenarioPayload:
         return await training.create_scenario(info.context, input)

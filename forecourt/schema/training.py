@@ -462,3 +462,12 @@ class CreateTrainingProductInput:
 class TrainingProductPayload:
     product: TrainingProductType | None = None
     user_errors: list[UserError]
+
+
+@strawberry.type
+class VoiceSessionPayload:
+    ephemeral_key: str | None = strawberry.field(
+        default=None, description="For the browser's WebRTC connection to OpenAI Realtime; short-lived.")
+    expires_at: datetime | None = None
+    model: str | None = None
+    user_errors: list[UserError]

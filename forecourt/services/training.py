@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -44,7 +44,7 @@ from forecourt.domain.training import (
     TrainingStatus,
     Turn,
 )
-from forecourt.integrations.openai import OpenAI
+from forecourt.integrations.openai import OpenAI, ProviderError
 from forecourt.services import Work, audit
 from forecourt.subscriptions.channels import training_session_channel
 
@@ -397,6 +397,44 @@ async def _charge_minutes(work: Work, session: TrainingSession) -> None:
         update(MinuteQuota).where(MinuteQuota.organization_id == session.organization_id)
         .values(used_minutes=MinuteQuota.used_minutes + minutes)
     )
+
+
+@dataclass(frozen=True)
+class VoiceKey:
+    ephemeral_key: str
+    expires_at: datetime
+    model: str
+
+
+async def start_voice(work: Work, session_id: uuid.UUID, client: OpenAI | None, *, model: str, voice: str,
+                      ttl_seconds: int) -> VoiceKey:
+    """An ephemeral OpenAI Realtime key for the trainee's browser: the model plays the scenario's
+    buyer. PRO only (seed 003); the session becomes a voice session."""
+    session = await _locked_session(work, session_id)
+    rules.check_in_progress(TrainingStatus(session.status))
+    rules.check_time_left(session.started_at, session.minutes_allowed, work.now)
+    rules.check_voice_allowed(await _plan(work, session.organization_id))
+    if client is None:
+        raise DomainError("PROVIDER_NOT_CONFIGURED", "Voice training needs OpenAI, which is not configured on this server")
+    scenario = await work.session.get(Scenario, session.scenario_id)
+    context = await scenario_context(work, scenario)
+    persona = context.persona
+    instructions = rules.buyer_instructions(
+        subject=context.subject, description=scenario.description, persona_type=persona.type,
+        personality=persona.personality, budget=persona.budget, priorities=persona.priorities,
+        background=persona.background, pain_points=scenario.pain_points)
+    try:
+        answer = await client.realtime_client_secret({
+            "type": "realtime", "model": model, "instructions": instructions,
+            "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"},
+                                "turn_detection": {"type": "server_vad"}},
+                      "output": {"voice": voice}},
+        }, ttl_seconds)
+    except ProviderError:
+        raise DomainError("PROVIDER_UNAVAILABLE", "The voice service is unavailable; try again shortly") from None
+    session.mode = "voice"
+    await work.session.flush()
+    return VoiceKey(answer["value"], datetime.fromtimestamp(answer["expires_at"], UTC), model)
 
 
 async def complete_session(work: Work, session_id: uuid.UUID, sale_completed: bool | None, *,

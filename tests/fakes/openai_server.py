@@ -29,6 +29,7 @@ class FakeOpenAI:
         self.app = Starlette(routes=[
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/realtime/client_secrets", self.realtime_client_secrets, methods=["POST"]),
         ])
 
     @staticmethod
@@ -46,6 +47,22 @@ class FakeOpenAI:
             return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
                                            "code": "invalid_api_key"}}, status_code=401)
         return None
+
+    async def realtime_client_secrets(self, request: Request) -> JSONResponse:
+        if (refused := self._refuse_unauthorized(request)) is not None:
+            return refused
+        body = await request.json()
+        self.requests.append(body)
+        session = body.get("session", {})
+        if session.get("type") != "realtime" or not session.get("model"):
+            return JSONResponse({"error": {"message": "session.type and session.model are required",
+                                           "type": "invalid_request_error"}}, status_code=400)
+        created = int(time.time())
+        return JSONResponse({
+            "value": f"ek_fake_{created}",
+            "expires_at": created + body.get("expires_after", {}).get("seconds", 600),
+            "session": {**session, "id": "sess_fake", "object": "realtime.session"},
+        })
 
     async def chat_completions(self, request: Request) -> JSONResponse:
         if (refused := self._refuse_unauthorized(request)) is not None:
