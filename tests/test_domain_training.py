@@ -179,3 +179,9 @@ def test_buyer_instructions_keep_the_model_in_character():
                                     personality="cautious", budget=None, priorities=["safety"],
                                     background=None, pain_points=["boat"])
     assert "Ford Explorer" in text and "Family Buyer" in text and "Never give feedback" in text
+
+
+def test_running_sessions_hold_a_minute_each():
+    assert rules.minutes_left(10, 4, running=5) == 1
+    with pytest.raises(DomainError):
+        rules.minutes_left(10, 4, running=6)

@@ -495,3 +495,14 @@ async def test_voice_without_openai_says_so(gql, make_team, db):
     body = await gql(VOICE, {"id": session_id}, token=team.members[0].token)
     assert body["data"]["createVoiceSession"]["userErrors"][0]["code"] == "PROVIDER_NOT_CONFIGURED"
     assert await db.fetchval("SELECT mode FROM training_sessions") == "text"
+
+
+async def test_concurrent_starts_never_overdraw_the_quota(gql, make_team, make_user, db):
+    """Three minutes left and twelve trainees pressing start at once: three sessions start."""
+    team = await make_team(members=12, minutes=3)
+    scenario = await explorer_scenario(gql, db, team.admin)
+    results = await asyncio.gather(*(gql(START, {"id": scenario["id"]}, token=m.token) for m in team.members))
+    codes = [r["data"]["startTrainingSession"]["userErrors"][0]["code"]
+             if r["data"]["startTrainingSession"]["userErrors"] else "OK" for r in results]
+    assert codes.count("OK") == 3 and codes.count("QUOTA_EXHAUSTED") == 9
+    assert await db.fetchval("SELECT count(*) FROM training_sessions") == 3

@@ -362,9 +362,10 @@ def minutes_used(started_at: datetime, ended_at: datetime) -> int:
     return max(1, math.ceil(seconds / 60))
 
 
-def minutes_left(total: int, used: int) -> int:
-    """Minutes an organization may still start a session with; refuses when none are left."""
-    left = total - used
+def minutes_left(total: int, used: int, running: int = 0) -> int:
+    """Minutes a new session may use: what the organization has left, less one minute held by
+    each session already running (each is billed at least a minute); refuses when none remain."""
+    left = total - used - running
     if left < 1:
         raise DomainError("QUOTA_EXHAUSTED", f"Your organization has used all {total} training minutes of "
                           "this period; upgrade the plan or wait for the next period")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from forecourt.auth.principal import Principal
 from forecourt.db.models import (
@@ -339,7 +339,12 @@ async def start_session(work: Work, scenario_id: uuid.UUID) -> TrainingSession:
     quota = await work.session.scalar(
         select(MinuteQuota).where(MinuteQuota.organization_id == actor.organization_id).with_for_update()
     )
-    left = rules.minutes_left(quota.total_minutes if quota else 0, quota.used_minutes if quota else 0)
+    # Under the quota's row lock, so concurrent starts see each other's sessions.
+    running = await work.session.scalar(
+        select(func.count()).select_from(TrainingSession).where(
+            TrainingSession.organization_id == actor.organization_id,
+            TrainingSession.status == TrainingStatus.IN_PROGRESS.value))
+    left = rules.minutes_left(quota.total_minutes if quota else 0, quota.used_minutes if quota else 0, running)
     session = TrainingSession(
         id=uuid.uuid4(), trainee_id=actor.user_id, organization_id=actor.organization_id,
         scenario_id=scenario.id, status=TrainingStatus.IN_PROGRESS.value, started_at=work.now,
