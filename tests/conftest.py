@@ -8,12 +8,14 @@ import pytest
 
 from forecourt.config import Settings
 from forecourt.db.engine import plain_url
+from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import (
     Clock,
     EmbeddedPostgres,
     GraphQLClient,
     LiveServer,
     RedisServer,
+    ThreadServer,
 )
 
 PASSWORD = "Sup3rSecret!"
@@ -77,6 +79,15 @@ def settings(tmp_path) -> Settings:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+def fake_openai():
+    """The local stand-in for the OpenAI API (tests/fakes/openai_server.py); its base URL is `.url`."""
+    fake = FakeOpenAI()
+    with ThreadServer(fake.app) as server:
+        fake.url = server.url + "/v1"
+        yield fake
 
 
 @pytest.fixture

@@ -11,20 +11,12 @@ from forecourt.config import Settings
 from forecourt.integrations.openai import EMBEDDING_DIMENSIONS, OpenAI, ProviderError
 from forecourt.jobs import embed_listings
 from tests.conftest import make_settings
-from tests.fakes.openai_server import API_KEY, FakeOpenAI
-from tests.harness import LiveServer, ThreadServer
+from tests.fakes.openai_server import API_KEY
+from tests.harness import LiveServer
 from tests.test_catalog import add_catalog, create
 from tests.test_import import IMPORT, row
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def fake_openai():
-    fake = FakeOpenAI()
-    with ThreadServer(fake.app) as server:
-        fake.url = server.url + "/v1"
-        yield fake
 
 
 @pytest.fixture

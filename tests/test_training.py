@@ -11,7 +11,7 @@ import pytest
 from forecourt.schema.relay import to_global_id
 from tests.conftest import make_settings
 from tests.fakes.openai_server import API_KEY, FakeOpenAI
-from tests.harness import GraphQLClient, LiveServer, ThreadServer
+from tests.harness import GraphQLClient, LiveServer
 from tests.test_catalog import add_catalog
 from tests.test_subscriptions import receive
 
@@ -402,14 +402,6 @@ async def test_live_events_throttle_scores_replay_and_complete(gql, make_team, d
         assert message["type"] == "error" or message["payload"].get("errors")
     finally:
         await spy.close()
-
-
-@pytest.fixture
-def fake_openai():
-    fake = FakeOpenAI()
-    with ThreadServer(fake.app) as server:
-        fake.url = server.url + "/v1"
-        yield fake
 
 
 async def test_llm_evaluator_scores_when_configured_and_falls_back_when_it_invents(

@@ -42,17 +42,24 @@ class FakeOpenAI:
                    for name in schema["properties"]["metrics"]["required"]}
         return {"metrics": metrics, "saleClosed": True, "summary": "Solid discovery."}
 
-    def _refuse_unauthorized(self, request: Request) -> JSONResponse | None:
+    async def _admit(self, request: Request) -> tuple[dict | None, JSONResponse | None]:
+        """The request's body, or the error OpenAI would answer: a wrong key, or an injected 500."""
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
-            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                           "code": "invalid_api_key"}}, status_code=401)
-        return None
-
-    async def realtime_client_secrets(self, request: Request) -> JSONResponse:
-        if (refused := self._refuse_unauthorized(request)) is not None:
-            return refused
+            return None, JSONResponse({"error": {"message": "Incorrect API key provided",
+                                                 "type": "invalid_request_error", "code": "invalid_api_key"}},
+                                      status_code=401)
         body = await request.json()
         self.requests.append(body)
+        if self.fail_next:
+            self.fail_next -= 1
+            return None, JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}},
+                                      status_code=500)
+        return body, None
+
+    async def realtime_client_secrets(self, request: Request) -> JSONResponse:
+        body, refused = await self._admit(request)
+        if refused is not None:
+            return refused
         session = body.get("session", {})
         if session.get("type") != "realtime" or not session.get("model"):
             return JSONResponse({"error": {"message": "session.type and session.model are required",
@@ -65,14 +72,9 @@ class FakeOpenAI:
         })
 
     async def chat_completions(self, request: Request) -> JSONResponse:
-        if (refused := self._refuse_unauthorized(request)) is not None:
+        body, refused = await self._admit(request)
+        if refused is not None:
             return refused
-        body = await request.json()
-        self.requests.append(body)
-        if self.fail_next:
-            self.fail_next -= 1
-            return JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}},
-                                status_code=500)
         response_format = body.get("response_format", {})
         if response_format.get("type") != "json_schema" or not response_format["json_schema"].get("strict"):
             return JSONResponse({"error": {"message": "expected a strict json_schema", "type": "invalid_request_error"}},
@@ -96,14 +98,9 @@ class FakeOpenAI:
         return [x / norm for x in values]
 
     async def embeddings(self, request: Request) -> JSONResponse:
-        if (refused := self._refuse_unauthorized(request)) is not None:
+        body, refused = await self._admit(request)
+        if refused is not None:
             return refused
-        body = await request.json()
-        self.requests.append(body)
-        if self.fail_next:
-            self.fail_next -= 1
-            return JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}},
-                                status_code=500)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dimensions = body.get("dimensions", 1536)
         return JSONResponse({
