@@ -142,15 +142,10 @@ async def import_vehicles(ctx: Context, data: t.ImportVehiclesInput) -> t.Import
     if not result_box:
         return payload
     result = result_box[0]
-    ids = [r.vehicle_id for r in result.rows if r.vehicle_id is not None]
-    vehicles = {}
-    if ids:
-        rows = (await ctx.reader.execute(queries.by_ids(ids))).all()
-        vehicles = {row.id: t.VehicleType.from_row(row) for row in rows}
     payload.rows = [
         t.ImportRowResult(
             index=r.index,
-            vehicle=vehicles.get(r.vehicle_id),
+            vehicle_id=r.vehicle_id,
             created=r.created,
             user_errors=[
                 UserError(field=["input", "rows", str(r.index), *(e.field or ())], code=e.code, message=e.message)

@@ -23,6 +23,7 @@ from forecourt.domain.catalog import (
 from forecourt.loaders.base import record
 from forecourt.schema.errors import UserError
 from forecourt.schema.identity import UserType
+from forecourt.schema.inputs import prebuilt
 from forecourt.schema.relay import (
     Connection,
     Edge,
@@ -409,6 +410,7 @@ class VehicleFilter:
     features: list[str] | None = strawberry.UNSET
 
 
+@prebuilt  # 10,000 of them in one importVehicles call
 @strawberry.input
 class CreateVehicleInput:
     vin: str
@@ -450,10 +452,17 @@ class ImportVehiclesInput:
 
 @strawberry.type
 class ImportRowResult:
+    vehicle_id: strawberry.Private[uuid.UUID | None]
     index: int
-    vehicle: VehicleType | None
     created: bool
     user_errors: list[UserError]
+
+    @strawberry.field(description="The vehicle written or matched (loaded only when asked for).")
+    async def vehicle(self, info: strawberry.Info) -> VehicleType | None:
+        if self.vehicle_id is None:
+            return None
+        row = await info.context.loaders.vehicle_by_id.load(self.vehicle_id)
+        return VehicleType.from_row(row) if row else None
 
 
 @strawberry.type
