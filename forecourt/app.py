@@ -29,7 +29,7 @@ from forecourt.schema.context import AppState, utc_now
 from forecourt.schema.execution import freeze_startup_heap
 from forecourt.schema.http import GraphQLView, error_response
 from forecourt.schema.root import build_schema
-from forecourt.services import Work, wallet
+from forecourt.services import Work, billing, wallet
 from forecourt.services.bidding import BidWriter
 from forecourt.subscriptions import broadcast as broadcasting
 from forecourt.subscriptions.outbox import Outbox
@@ -132,7 +132,10 @@ def create_app(
         async with state.sessions() as session:
             work = Work(session, Outbox(), state.clock())
             async with session.begin():
-                await wallet.stripe_event(work, event)
+                if billing.handles(event.type):  # plans; payment_intent.* and the rest: the wallet
+                    await billing.stripe_event(work, event, billing.prices(settings))
+                else:
+                    await wallet.stripe_event(work, event)
             await work.events.flush(state.broadcast)
         return Response(b'{"received":true}', media_type="application/json")
 

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRET", repr=False)
     stripe_api_base: str = Field("https://api.stripe.com", alias="STRIPE_API_BASE")
     wallet_currency: str = Field("ngn", alias="WALLET_CURRENCY")
+    # Stripe Billing: the recurring Price of each paid plan (price_...). A plan without one
+    # cannot be bought (startPlanCheckout answers PROVIDER_NOT_CONFIGURED), and subscription
+    # events are mapped back to plans by these ids.
+    stripe_price_basic: str | None = Field(None, alias="STRIPE_PRICE_BASIC")
+    stripe_price_pro: str | None = Field(None, alias="STRIPE_PRICE_PRO")
 
     # Subscriptions: events a subscriber may fall behind by before it is dropped, and how long
     # a lost Redis connection may last before subscriptions end rather than wait.

@@ -37,6 +37,13 @@ def sample(operation: str) -> tuple[str, dict]:
         "Mutation.createOrganization": (
             'mutation { createOrganization(input: {name: "Org"}) { userErrors { code } } }', {}
         ),
+        "Mutation.startPlanCheckout": (
+            'mutation { startPlanCheckout(input: {plan: PRO, successUrl: "https://a.example/ok", '
+            'cancelUrl: "https://a.example/no"}) { userErrors { code } } }', {}),
+        "Mutation.openBillingPortal": (
+            'mutation { openBillingPortal(input: {returnUrl: "https://a.example/"}) { userErrors { code } } }', {}),
+        "Mutation.setMinuteQuota": (
+            'mutation { setMinuteQuota(input: {organizationId: "eA", totalMinutes: 1}) { userErrors { code } } }', {}),
         "Mutation.submitKyc": (
             "mutation($i: SubmitKycInput!) { submitKyc(input: $i) { userErrors { code } } }", {"i": KYC}
         ),

@@ -33,6 +33,10 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.createApiToken": SIGNED_IN,
     "Mutation.revokeApiToken": SIGNED_IN,
     "Mutation.createOrganization": SIGNED_IN,
+    # plans: organization admins for their own (checked per organization in the service)
+    "Mutation.startPlanCheckout": SIGNED_IN,
+    "Mutation.openBillingPortal": SIGNED_IN,
+    "Mutation.setMinuteQuota": ADMINS,
     "Mutation.submitKyc": BIDDERS,
     "Mutation.applyForDealer": frozenset({Role.USER, Role.VERIFIED_SELLER}),
     "Mutation.reviewKycApplication": ADMINS,

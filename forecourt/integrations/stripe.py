@@ -1,4 +1,5 @@
-"""Stripe through the official SDK: PaymentIntents to fund wallets, and verified webhooks.
+"""Stripe through the official SDK: PaymentIntents to fund wallets, Customers and Checkout /
+Billing Portal sessions for organizations' plans (Stripe Billing), and verified webhooks.
 
 The API base is a setting so tests run the real SDK against a local fake speaking Stripe's wire
 protocol. The secret key and the webhook secret are never logged or put in messages.
@@ -40,6 +41,13 @@ class WebhookEvent:
     id: str
     type: str
     data: dict[str, Any]
+    created: int | None = None  # Stripe's unix time of the event, for ordering late deliveries
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:
@@ -54,6 +62,14 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
 def from_minor_units(minor: int, currency: str) -> Decimal:
     scale = 1 if currency.lower() in ZERO_DECIMAL else 100
     return (Decimal(minor) / scale).quantize(Decimal("0.01"))
+
+
+def provider_error(what: str, err: stripe.StripeError, message: str | None = None) -> DomainError:
+    # The SDK's message never contains the key; log the type and Stripe's request id only.
+    log.warning("stripe: %s failed: %s (request %s)", what, type(err).__name__,
+                getattr(err, "request_id", None))
+    return DomainError("PAYMENT_PROVIDER_ERROR",
+                       message or f"The payment provider could not create the {what}; try again")
 
 
 class Stripe:
@@ -83,19 +99,65 @@ class Stripe:
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as err:
-            # The SDK's message never contains the key; log the type and Stripe's request id only.
-            log.warning("stripe: payment intent failed: %s (request %s)", type(err).__name__,
-                        getattr(err, "request_id", None))
-            raise DomainError("PAYMENT_PROVIDER_ERROR",
-                              "The payment provider could not start this payment; try again") from None
+            raise provider_error("payment intent", err,
+                                 "The payment provider could not start this payment; try again") from None
         return PaymentIntent(intent.id, intent.client_secret, intent.status)
+
+    async def create_customer(self, *, name: str, metadata: dict[str, str], idempotency_key: str) -> str:
+        """A Customer for an organization; the same key within Stripe's 24 h replays the same one."""
+        try:
+            customer = await self._client.v1.customers.create_async(
+                params={"name": name, "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as err:
+            raise provider_error("customer", err) from None
+        return customer.id
+
+    async def create_subscription_checkout(
+        self, *, customer: str, price: str, success_url: str, cancel_url: str,
+        client_reference_id: str, metadata: dict[str, str], idempotency_key: str,
+    ) -> CheckoutSession:
+        """A hosted Checkout page that subscribes `customer` to `price`. The metadata is also put
+        on the subscription, so its webhooks name the organization."""
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(
+                params={
+                    "mode": "subscription",
+                    "customer": customer,
+                    "line_items": [{"price": price, "quantity": 1}],
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                    "client_reference_id": client_reference_id,
+                    "metadata": metadata,
+                    "subscription_data": {"metadata": metadata},
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as err:
+            raise provider_error("checkout session", err) from None
+        if not session.url:
+            raise DomainError("PAYMENT_PROVIDER_ERROR", "The payment provider returned no checkout page")
+        return CheckoutSession(session.id, session.url)
+
+    async def create_portal_session(self, *, customer: str, return_url: str) -> str:
+        """Stripe's hosted Billing Portal, where a customer changes plan, card or cancels."""
+        try:
+            session = await self._client.v1.billing_portal.sessions.create_async(
+                params={"customer": customer, "return_url": return_url},
+            )
+        except stripe.StripeError as err:
+            raise provider_error("billing portal session", err) from None
+        return session.url
 
     def verify_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:
         if not self._webhook_secret:
             raise WebhookRejected("webhooks are not configured")
         try:
             event = self._client.construct_event(payload, signature, self._webhook_secret)
-            return WebhookEvent(id=event.id, type=event.type, data=event.data.object.to_dict())
+            created = getattr(event, "created", None)
+            return WebhookEvent(id=event.id, type=event.type, data=event.data.object.to_dict(),
+                                created=created if isinstance(created, int) else None)
         except stripe.SignatureVerificationError as err:
             raise WebhookRejected(str(err).split(".")[0]) from None
         except (ValueError, AttributeError, KeyError, TypeError):

@@ -20,7 +20,10 @@ from forecourt.loaders.catalog import (
     VehicleDetailsByIdLoader,
 )
 from forecourt.loaders.identity import ApiTokensByUserLoader, UserByIdLoader
-from forecourt.loaders.organizations import OrganizationByIdLoader
+from forecourt.loaders.organizations import (
+    BillingByOrganizationLoader,
+    OrganizationByIdLoader,
+)
 from forecourt.loaders.training import (
     FeedbackBySessionLoader,
     PersonaByIdLoader,
@@ -43,6 +46,10 @@ class Loaders:
     @cached_property
     def organization_by_id(self) -> OrganizationByIdLoader:
         return OrganizationByIdLoader(self._reader)
+
+    @cached_property
+    def billing_by_organization(self) -> BillingByOrganizationLoader:
+        return BillingByOrganizationLoader(self._reader)
 
     @cached_property
     def api_tokens_by_user(self) -> ApiTokensByUserLoader:

@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import strawberry
 
+from forecourt.domain.billing import SubscriptionStatus, current_subscription
 from forecourt.domain.organizations import PlanTier
-from forecourt.loaders.organizations import OrganizationRow
+from forecourt.loaders.organizations import BillingRow, OrganizationRow
 from forecourt.schema.errors import UserError
 from forecourt.schema.relay import Node, node_resolver, to_global_id
 
 PlanTierEnum = strawberry.enum(PlanTier, name="PlanTier")
+SubscriptionStatusEnum = strawberry.enum(
+    SubscriptionStatus, name="SubscriptionStatus", description="Stripe's status of a plan subscription."
+)
+
+
+@strawberry.type(name="OrganizationBilling", description="The plan, its Stripe subscription and the minutes.")
+class OrganizationBillingType:
+    plan: PlanTierEnum
+    subscription_status: SubscriptionStatusEnum | None = strawberry.field(
+        description="Null on FREE without a subscription.")
+    current_period_end: datetime | None = strawberry.field(description="When the paid period renews or ends.")
+    cancel_at_period_end: bool
+    trial_ends_at: datetime | None
+    minutes_total: int = strawberry.field(description="Training minutes this period.")
+    minutes_used: int
+    minutes_remaining: int
+
+    @classmethod
+    def from_rows(cls, plan: PlanTier, trial_ends_at: datetime | None, row: BillingRow) -> OrganizationBillingType:
+        subscription = current_subscription(row.subscriptions)
+        return cls(
+            plan=plan,
+            subscription_status=SubscriptionStatus(subscription.status) if subscription else None,
+            current_period_end=subscription.current_period_end if subscription else None,
+            cancel_at_period_end=bool(subscription and subscription.cancel_at_period_end),
+            trial_ends_at=trial_ends_at,
+            minutes_total=row.total_minutes,
+            minutes_used=row.used_minutes,
+            minutes_remaining=max(0, row.total_minutes - row.used_minutes),
+        )
 
 
 @strawberry.type(name="Organization")
@@ -20,6 +52,12 @@ class OrganizationType(Node):
     name: str
     plan: PlanTierEnum
     minutes_remaining: int
+    trial_ends_at: strawberry.Private[datetime | None] = None
+
+    @strawberry.field(description="Plan, subscription and minutes (the organization's members and platform admins).")
+    async def billing(self, info: strawberry.Info) -> OrganizationBillingType:
+        row = await info.context.loaders.billing_by_organization.load(self.organization_id)
+        return OrganizationBillingType.from_rows(self.plan, self.trial_ends_at, row or BillingRow(0, 0, None, ()))
 
     @classmethod
     def from_row(cls, row: OrganizationRow) -> OrganizationType:
@@ -30,6 +68,7 @@ class OrganizationType(Node):
             name=org.name,
             plan=PlanTier(org.plan),
             minutes_remaining=row.minutes_remaining,
+            trial_ends_at=org.trial_ends_at,
         )
 
 
@@ -61,3 +100,39 @@ class CreateOrganizationInput:
 class OrganizationPayload:
     organization: OrganizationType | None = None
     user_errors: list[UserError]
+
+
+@strawberry.input
+class StartPlanCheckoutInput:
+    plan: PlanTierEnum = strawberry.field(description="BASIC or PRO.")
+    success_url: str = strawberry.field(
+        description="Where Stripe sends the customer after paying: https (http://localhost in development); "
+        "may contain {CHECKOUT_SESSION_ID}.")
+    cancel_url: str = strawberry.field(description="Where Stripe sends the customer if they go back.")
+    organization_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET, description="Platform admins only; default: your organization.")
+
+
+@strawberry.type
+class StartPlanCheckoutPayload:
+    url: str | None = strawberry.field(default=None, description="The Stripe Checkout page to send the admin to.")
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class OpenBillingPortalInput:
+    return_url: str
+    organization_id: strawberry.ID | None = strawberry.UNSET
+
+
+@strawberry.type
+class OpenBillingPortalPayload:
+    url: str | None = strawberry.field(default=None, description="Stripe's Billing Portal for this organization.")
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class SetMinuteQuotaInput:
+    organization_id: strawberry.ID
+    total_minutes: int = strawberry.field(description="Training minutes for the current period, 0 or more.")
+    reason: str | None = strawberry.UNSET

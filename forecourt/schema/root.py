@@ -28,6 +28,7 @@ from forecourt.resolvers import (
 from forecourt.resolvers.base import optional
 from forecourt.schema import auctions as at
 from forecourt.schema import identity as t
+from forecourt.schema import organizations as ot
 from forecourt.schema import training as tt
 from forecourt.schema import wallet as wt
 from forecourt.schema.catalog import (
@@ -193,6 +194,25 @@ class Mutation:
         self, info: strawberry.Info, input: CreateOrganizationInput
     ) -> OrganizationPayload:
         return await organizations.create_organization(info.context, input)
+
+    @guarded_mutation(
+        description="Subscribe your organization to BASIC or PRO: a Stripe Checkout page for its admins "
+        "(platform admins: any organization). The plan changes when Stripe confirms."
+    )
+    async def start_plan_checkout(
+        self, info: strawberry.Info, input: ot.StartPlanCheckoutInput
+    ) -> ot.StartPlanCheckoutPayload:
+        return await organizations.start_plan_checkout(info.context, input)
+
+    @guarded_mutation(description="Stripe's Billing Portal to change plan, card or cancel (organization admins).")
+    async def open_billing_portal(
+        self, info: strawberry.Info, input: ot.OpenBillingPortalInput
+    ) -> ot.OpenBillingPortalPayload:
+        return await organizations.open_billing_portal(info.context, input)
+
+    @guarded_mutation(description="Allocate an organization's training minutes for this period (platform admins; audited).")
+    async def set_minute_quota(self, info: strawberry.Info, input: ot.SetMinuteQuotaInput) -> OrganizationPayload:
+        return await organizations.set_minute_quota(info.context, input)
 
     @guarded_mutation(description="Identity verification, required to bid.")
     async def submit_kyc(self, info: strawberry.Info, input: t.SubmitKycInput) -> t.UserPayload:
