@@ -271,7 +271,8 @@ async def test_a_paid_checkout_moves_the_organization_to_its_plan(gql, make_org,
         "trialEndsAt": None, "minutesTotal": 3000, "minutesUsed": 0, "minutesRemaining": 3000}
     assert billing["billing"]["currentPeriodEnd"].startswith(time.strftime(
         "%Y-%m-%dT%H:%M", time.gmtime(item["current_period_end"])))
-    for secret in (API_KEY, WEBHOOK_SECRET):
+    assert "plan free -> pro" in caplog.text  # the server's log is captured here ...
+    for secret in (API_KEY, WEBHOOK_SECRET):  # ... and never holds a secret
         assert secret not in caplog.text
 
 
@@ -545,3 +546,40 @@ async def test_a_downgrade_mid_session_applies_cleanly_and_the_session_completes
     assert (await quota(db, org))["used_minutes"] == 3  # charged after the downgrade, to the new allowance
     billing = (await gql(MY_BILLING, token=org.admin.token))["data"]["me"]["organization"]["billing"]
     assert (billing["plan"], billing["minutesTotal"], billing["minutesUsed"]) == ("BASIC", 600, 3)
+
+
+VOICE = "mutation($id: ID!) { createVoiceSession(sessionId: $id) { ephemeralKey userErrors { code message } } }"
+
+
+async def test_a_downgrade_by_webhook_stops_voice_turns_and_the_session_still_completes(
+        tmp_path, database_url, clock, fake_openai, make_org, gql, stripe_api, db):
+    from tests.fakes.openai_server import API_KEY as OPENAI_KEY
+
+    settings = make_settings(tmp_path, STRIPE_API_BASE=stripe_api.url, OPENAI_API_KEY=OPENAI_KEY,
+                             OPENAI_BASE_URL=fake_openai.url, **STRIPE_SETTINGS)
+    with LiveServer(settings, database_url, clock) as live:
+        client = GraphQLClient(live.url)
+        try:
+            org = await make_org()
+            subscription = await subscribed(client, stripe_api, org, "PRO")
+            trainee = org.members[0]
+            session_id = (await client(START, {"id": await product_scenario(client, org.admin)}, token=trainee.token)
+                          )["data"]["startTrainingSession"]["session"]["id"]
+            voice = (await client(VOICE, {"id": session_id}, token=trainee.token))["data"]["createVoiceSession"]
+            assert voice["userErrors"] == [] and voice["ephemeralKey"]
+            said = await client(APPEND, {"id": session_id, "text": "Hello, what brings you in?"}, token=trainee.token)
+            assert said["data"]["appendTranscript"]["userErrors"] == []
+            before = dict(await db.fetchrow("SELECT * FROM training_sessions"))
+
+            downgraded = stripe_api.subscription(subscription["customer"], PRICE_BASIC, subscription_id=subscription["id"])
+            await delivered(client, "customer.subscription.updated", downgraded, created=int(time.time()) + 5)
+            assert await plan_of(db, org) == "basic" and (await quota(db, org))["total_minutes"] == 600
+            assert dict(await db.fetchrow("SELECT * FROM training_sessions")) == before
+
+            cut = await client(APPEND, {"id": session_id, "text": "Shall we talk price?"}, token=trainee.token)
+            assert cut["data"]["appendTranscript"]["userErrors"][0]["code"] == "PLAN_REQUIRED"
+            assert await db.fetchval("SELECT count(*) FROM training_turns") == 1  # nothing partial
+            done = (await client(COMPLETE, {"id": session_id}, token=trainee.token))["data"]["completeTrainingSession"]
+            assert done["userErrors"] == [] and done["session"]["status"] == "COMPLETED"
+        finally:
+            await client.close()
