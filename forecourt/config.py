@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # scores are recomputed while a session runs.
     training_evaluation_model: str = Field("gpt-4o-mini", alias="TRAINING_EVALUATION_MODEL")
     training_rescore_interval_seconds: float = Field(5.0, alias="TRAINING_RESCORE_INTERVAL_SECONDS")
+    # Organizations Stripe does not bill get their minutes back every 30 days; checked this often.
+    minute_renewal_interval_seconds: float = Field(3600, alias="MINUTE_RENEWAL_INTERVAL_SECONDS")
     # Voice roleplay (PRO): the Realtime model and voice the buyer persona speaks with, and how
     # long a browser's ephemeral key may be used to connect.
     realtime_model: str = Field("gpt-realtime", alias="REALTIME_MODEL")

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from forecourt.domain.auctions import AuctionStatus
 from forecourt.integrations.openai import OpenAI
 from forecourt.schema.context import AppState
-from forecourt.services import Work, auctions, bidding
+from forecourt.services import Work, auctions, bidding, billing
 from forecourt.services.embeddings import embed_pending
 from forecourt.services.valuation import revalue_stale
 from forecourt.subscriptions.outbox import Outbox
@@ -90,6 +90,11 @@ async def embed_listings(state: AppState, client: OpenAI) -> int:
             return total
 
 
+async def renew_minutes(state: AppState) -> int:
+    """Unbilled organizations' training minutes come back every period."""
+    return await _in_own_transaction(state, billing.renew_unbilled_periods)
+
+
 @contextlib.asynccontextmanager
 async def running(state: AppState):
     settings = state.settings
@@ -103,6 +108,8 @@ async def running(state: AppState):
     if settings.reserve_protection_interval_seconds > 0:
         schedule.append(("reserve-protection", settings.reserve_protection_interval_seconds,
                          lambda: protect_reserves(state)))
+    if settings.minute_renewal_interval_seconds > 0:
+        schedule.append(("minute-renewal", settings.minute_renewal_interval_seconds, lambda: renew_minutes(state)))
     openai = OpenAI.maybe(settings)
     if openai is not None and settings.embed_interval_seconds > 0:
         schedule.append(

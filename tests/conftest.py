@@ -64,6 +64,7 @@ def make_settings(tmp_path, **overrides) -> Settings:
         "RATE_LIMIT_USER_PER_MINUTE": 100_000,
         "REVALUE_INTERVAL_SECONDS": 0,  # tests run the jobs themselves, with the clock injected
         "AUCTION_JOB_INTERVAL_SECONDS": 0,
+        "MINUTE_RENEWAL_INTERVAL_SECONDS": 0,
         "PRINCIPAL_CACHE_SECONDS": 0,  # tests change roles directly in the database
         "RESERVE_PROTECTION_INTERVAL_SECONDS": 0,
     }

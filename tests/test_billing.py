@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 import stripe
@@ -583,3 +584,29 @@ async def test_a_downgrade_by_webhook_stops_voice_turns_and_the_session_still_co
             assert done["userErrors"] == [] and done["session"]["status"] == "COMPLETED"
         finally:
             await client.close()
+
+
+async def test_unbilled_organizations_get_their_minutes_back_every_period(gql, make_org, stripe_api, db, server, clock):
+    """FREE organizations have no invoices: a job (every process, SKIP LOCKED) starts their
+    period and resets the minutes used when it ends; a subscribed organization waits for Stripe."""
+    from forecourt import jobs
+
+    free, paid = await make_org("Free Co"), await make_org("Paid Co")
+    await subscribed(gql, stripe_api, paid, "BASIC")
+    for org in (free, paid):
+        await db.execute("UPDATE minute_quotas SET used_minutes = 50, period_end = NULL WHERE organization_id = $1",
+                         org.raw_id)
+    state = server.app.state.forecourt
+    assert await server.call(jobs.renew_minutes, state) == 0  # a period starts; usage kept
+    total, used, period_end = await quota(db, free)
+    assert used == 50 and period_end == clock.now + timedelta(days=30)
+    assert (await quota(db, paid))["period_end"] is None  # Stripe's invoices drive paid periods
+
+    clock.advance(days=29)
+    assert await server.call(jobs.renew_minutes, state) == 0
+    clock.advance(days=65)  # more than two periods later: one reset, the period catches up
+    assert await server.call(jobs.renew_minutes, state) == 1
+    total, used, renewed_end = await quota(db, free)
+    assert used == 0 and renewed_end == period_end + timedelta(days=90) and renewed_end > clock.now
+    assert (await quota(db, paid))["used_minutes"] == 50
+    assert await server.call(jobs.renew_minutes, state) == 0  # once per period

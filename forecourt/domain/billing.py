@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -191,6 +191,23 @@ def is_stale(event_created: datetime | None, last_applied: datetime | None) -> b
     """An event older than the last one applied to the same subscription arrived late: ignore
     it. Stripe's `created` has one-second resolution, so events of the same second apply."""
     return event_created is not None and last_applied is not None and event_created < last_applied
+
+
+# Organizations Stripe does not bill (FREE, or nothing entitled) get their minutes back on a
+# fixed cycle instead of on `invoice.paid`.
+UNBILLED_PERIOD = timedelta(days=30)
+
+
+def unbilled_period_end(stored_end: datetime | None, now: datetime) -> tuple[datetime, bool]:
+    """The end of the current unbilled period and whether the minutes used start again: a quota
+    without a period starts one now (keeping its usage); an ended period rolls over, as many
+    cycles as have passed, and resets the usage."""
+    if stored_end is None:
+        return now + UNBILLED_PERIOD, False
+    if stored_end > now:
+        return stored_end, False
+    cycles = (now - stored_end) // UNBILLED_PERIOD + 1
+    return stored_end + cycles * UNBILLED_PERIOD, True
 
 
 def starts_new_period(stored_end: datetime | None, paid_end: datetime | None) -> bool:

@@ -296,3 +296,36 @@ async def _invoice_paid(work: Work, event: WebhookEvent, invoice: rules.InvoiceP
                  org_id, invoice.period_end, invoice.id, quota.used_minutes)
         quota.used_minutes = 0
         quota.period_end = invoice.period_end
+
+
+# ---------------------------------------------------------------- unbilled periods
+
+RENEWAL_BATCH = 100
+
+
+async def renew_unbilled_periods(work: Work) -> int:
+    """Roll over the minute periods of organizations no Stripe subscription bills (their minutes
+    come back every 30 days); paid organizations renew on `invoice.paid`. SKIP LOCKED lets every
+    process run this; returns how many quotas were reset."""
+    entitled = [status.value for status in rules.ENTITLED]
+    quotas = list(await work.session.scalars(
+        select(MinuteQuota)
+        .where(
+            (MinuteQuota.period_end.is_(None)) | (MinuteQuota.period_end <= work.now),
+            ~select(BillingSubscription.id).where(
+                BillingSubscription.organization_id == MinuteQuota.organization_id,
+                BillingSubscription.status.in_(entitled),
+            ).exists(),
+        )
+        .order_by(MinuteQuota.organization_id)
+        .limit(RENEWAL_BATCH)
+        .with_for_update(skip_locked=True)
+    ))
+    reset = 0
+    for quota in quotas:
+        quota.period_end, starts_again = rules.unbilled_period_end(quota.period_end, work.now)
+        if starts_again:
+            quota.used_minutes = 0
+            reset += 1
+    await work.session.flush()
+    return reset

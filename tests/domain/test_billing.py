@@ -133,3 +133,13 @@ def test_the_subscription_shown_is_the_entitled_one():
     assert rules.current_subscription([old_pro, basic]) is basic
     assert rules.current_subscription([old_pro]) is old_pro
     assert rules.current_subscription([]) is None
+
+
+def test_unbilled_periods_start_roll_over_and_catch_up():
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    assert rules.unbilled_period_end(None, now) == (now + timedelta(days=30), False)
+    later = now + timedelta(days=3)
+    assert rules.unbilled_period_end(later, now) == (later, False)
+    assert rules.unbilled_period_end(now, now) == (now + timedelta(days=30), True)
+    ended = now - timedelta(days=65)  # three cycles behind: lands on the first end after now
+    assert rules.unbilled_period_end(ended, now) == (ended + timedelta(days=90), True)
