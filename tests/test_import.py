@@ -1,11 +1,17 @@
-"""importVehicles: per-row validation, error policies, dry runs, upserts, idempotence."""
+"""importVehicles: per-row validation, error policies, dry runs, upserts, idempotence, the
+write path (COPY for new VINs, ON CONFLICT for listed ones and for VINs listed meanwhile) and
+the feature vectors it writes."""
 
+import asyncio
 import time
 
+import asyncpg
 import pytest
 
+from forecourt.db.engine import plain_url
+from forecourt.db.queries import catalog as queries
 from forecourt.schema.relay import to_global_id
-from tests.test_catalog import add_catalog
+from tests.test_catalog import CREATE, add_catalog
 
 IMPORT = """mutation($input: ImportVehiclesInput!) { importVehicles(input: $input) {
   created updated failed userErrors { field code message }
@@ -122,3 +128,113 @@ async def test_ten_thousand_rows(gql, dealer, db):
     assert result["created"] == 10_000 and result["failed"] == 0
     assert await count(db) == 10_000
     print(f"10,000-row import through HTTP: {elapsed:.2f}s ({10_000 / elapsed:,.0f} rows/s)")
+
+
+async def test_new_and_listed_vins_in_one_import(gql, dealer, db):
+    await run(gql, dealer.token, [row(i) for i in range(5)])
+    rows = [row(i) for i in range(3, 8)]
+    rows[0]["price"] = "1234567.00"  # VIN 3 changes, VIN 4 does not, 5-7 are new
+    result = await run(gql, dealer.token, rows)
+    assert (result["created"], result["updated"], result["failed"]) == (3, 1, 0)
+    assert [r["created"] for r in result["rows"]] == [False, False, True, True, True]
+    assert all(r["vehicle"]["vin"] == rows[r["index"]]["vin"] for r in result["rows"])
+    assert await count(db) == 8
+    history = await db.fetch("SELECT vin, history FROM vehicles ORDER BY vin")
+    assert [len(__import__("json").loads(h)) for _, h in history] == [1, 1, 1, 2, 1, 1, 1, 1]
+
+
+async def test_imported_vehicles_have_the_same_vectors_as_listed_ones_and_are_similar(gql, dealer, db):
+    suv = to_global_id("CatalogEntry", await add_catalog(db, "Toyota", "RAV4", 2019, "SUV", drive="awd", hp=200))
+    suv2 = to_global_id("CatalogEntry", await add_catalog(db, "Honda", "CR-V", 2019, "SUV", drive="awd", hp=190))
+    sedan = to_global_id("CatalogEntry", await add_catalog(db, "Toyota", "Corolla", 2019, "Sedan", hp=130))
+    rav4 = row(1, make="Toyota", model="RAV4", catalogEntryId=suv, price="14000000")
+    listed = await gql(CREATE, {"input": {**rav4, "vin": row(0)["vin"]}}, token=dealer.token)
+    assert listed["data"]["createVehicle"]["userErrors"] == []
+    imported = await run(gql, dealer.token, [
+        rav4,
+        row(2, make="Honda", model="CR-V", catalogEntryId=suv2, price="13500000"),
+        row(3, make="Toyota", model="Corolla", catalogEntryId=sedan, price="7000000"),
+    ])
+    assert imported["created"] == 3
+    # the same facts give the same vector whether listed one by one (text) or imported (binary COPY)
+    vectors = dict(await db.fetch("SELECT vin, feature_vector::text FROM vehicles"))
+    assert vectors[row(0)["vin"]] == vectors[row(1)["vin"]] and None not in vectors.values()
+    # imported vehicles find, and are found by, their neighbours
+    query = "query($id: ID!) { vehicle(id: $id) { similar(first: 2) { vin } } }"
+    body = await gql(query, {"id": imported["rows"][0]["vehicle"]["id"]})
+    assert [v["vin"] for v in body["data"]["vehicle"]["similar"]] == [row(0)["vin"], row(2)["vin"]]
+    body = await gql(query, {"id": listed["data"]["createVehicle"]["vehicle"]["id"]})
+    assert [v["vin"] for v in body["data"]["vehicle"]["similar"]] == [row(1)["vin"], row(2)["vin"]]
+
+
+@pytest.mark.parametrize("mode", ["INSERT", "UPSERT"])
+async def test_a_vin_listed_by_another_dealer_while_the_import_writes(mode, gql, dealer, make_user, db, database_url):
+    """The import checked the VIN was free; another dealer lists it before the write: the COPY
+    meets it, the rows go through ON CONFLICT instead, and that row is reported, not written."""
+    other = await make_user("dealer")
+    rival = await asyncpg.connect(plain_url(database_url))
+    try:
+        transaction = rival.transaction()
+        await transaction.start()
+        await rival.execute(
+            "INSERT INTO vehicles (id, vin, year, make, model, listed_by) "
+            "VALUES (gen_random_uuid(), $1, 2019, 'Honda', 'Civic', $2)", row(1)["vin"], other.raw_id)
+        importing = asyncio.create_task(run(gql, dealer.token, [row(0), row(1), row(2)], mode=mode))
+        for _ in range(400):  # until the import waits for the rival's uncommitted VIN
+            if await db.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND wait_event_type = 'Lock'"):
+                break
+            await asyncio.sleep(0.025)
+        else:
+            pytest.fail("the import never waited for the rival's VIN")
+        await transaction.commit()
+        result = await importing
+    finally:
+        await rival.close()
+    assert (result["created"], result["updated"], result["failed"]) == (2, 0, 1)
+    code = "DUPLICATE_VIN" if mode == "INSERT" else "NOT_YOUR_VEHICLE"
+    assert [e["code"] for e in result["rows"][1]["userErrors"]] == [code]
+    assert await db.fetchval("SELECT make FROM vehicles WHERE vin = $1", row(1)["vin"]) == "Honda"
+    assert await db.fetchval("SELECT count(*) FROM vehicles WHERE feature_vector IS NOT NULL") == 2
+
+
+async def test_a_vin_listed_meanwhile_rejects_everything_under_reject_everything(gql, dealer, make_user, db,
+                                                                                database_url):
+    other = await make_user("dealer")
+    rival = await asyncpg.connect(plain_url(database_url))
+    try:
+        transaction = rival.transaction()
+        await transaction.start()
+        await rival.execute(
+            "INSERT INTO vehicles (id, vin, year, make, model, listed_by) "
+            "VALUES (gen_random_uuid(), $1, 2019, 'Honda', 'Civic', $2)", row(1)["vin"], other.raw_id)
+        importing = asyncio.create_task(
+            run(gql, dealer.token, [row(0), row(1), row(2)], errorPolicy="REJECT_EVERYTHING"))
+        for _ in range(400):
+            if await db.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND wait_event_type = 'Lock'"):
+                break
+            await asyncio.sleep(0.025)
+        else:
+            pytest.fail("the import never waited for the rival's VIN")
+        await transaction.commit()
+        result = await importing
+    finally:
+        await rival.close()
+    assert (result["created"], result["updated"], result["failed"]) == (0, 0, 1)
+    assert not any(r["created"] or (r["vehicle"] and r["index"] != 1) for r in result["rows"])
+    assert await count(db) == 1  # the rival's
+
+
+async def test_binary_vectors_are_confined_to_the_block_even_when_a_statement_fails(db):
+    await db.execute("CREATE TEMP TABLE vectors (v vector(3))")
+    async with db.transaction():
+        async with queries.binary_vectors(db):
+            await db.copy_records_to_table("vectors", records=[([1.0, 2.0, 3.0],)])
+            assert await db.fetchval("SELECT v FROM vectors") == [1.0, 2.0, 3.0]
+        assert await db.fetchval("SELECT v FROM vectors") == "[1,2,3]"  # text again
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with queries.binary_vectors(db):
+                await db.execute("SELECT 1 / 0")
+        # the transaction is still usable and the codec was reset
+        assert await db.fetchval("SELECT v FROM vectors") == "[1,2,3]"

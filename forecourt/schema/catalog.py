@@ -439,6 +439,7 @@ ImportModeEnum = strawberry.enum(ImportMode, name="ImportMode")
 ImportErrorPolicyEnum = strawberry.enum(ImportErrorPolicy, name="ImportErrorPolicy")
 
 
+@prebuilt  # its rows are built in one loop
 @strawberry.input
 class ImportVehiclesInput:
     rows: list[CreateVehicleInput] = strawberry.field(description="At most 10,000 rows a call.")

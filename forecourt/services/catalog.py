@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, text
+import asyncpg
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from forecourt.db.errors import violates
 from forecourt.db.models import CatalogEntry, Vehicle
+from forecourt.db.queries import catalog as queries
 from forecourt.domain import catalog as rules
 from forecourt.domain.catalog import (
     ImportErrorPolicy,
@@ -27,9 +31,8 @@ from forecourt.services import Work
 NameVehicle = Callable[[uuid.UUID], str]
 
 
-@dataclass(frozen=True)
-class VehicleDraft:
-    """A vehicle as a client sent it, before validation."""
+class VehicleDraft(NamedTuple):
+    """A vehicle as a client sent it, before validation (a tuple: imports make 10,000)."""
 
     vin: str | None
     year: int | None
@@ -141,50 +144,6 @@ class ImportResult:
         return sum(1 for r in self.rows if r.errors)
 
 
-STAGE_COLUMNS = (
-    "idx", "vin", "year", "make", "model", "trim", "catalog_id", "condition", "mileage_km",
-    "color", "price", "features", "images", "location", "description", "fv",
-)
-CREATE_STAGE = """
-CREATE TEMP TABLE import_stage (
-    idx int, vin varchar(17), year int, make varchar(50), model varchar(100), trim varchar(50),
-    catalog_id uuid, condition varchar(20), mileage_km int, color varchar(30), price numeric(15,2),
-    features text[], images text[], location varchar(100), description text, fv text
-) ON COMMIT DROP
-"""
-# One statement writes the whole batch. An update happens only when something changed (so a
-# repeated import writes nothing) and only to vehicles the caller may change (checked before,
-# and again here against a concurrent listing).
-UPSERT = """
-INSERT INTO vehicles AS v (id, vin, year, make, model, trim, catalog_id, condition, mileage_km,
-    color, price, features, images, location, description, feature_vector, listed_by, status,
-    history)
-SELECT gen_random_uuid(), vin, year, make, model, trim, catalog_id, condition, mileage_km, color,
-    price, features, images, location, description, fv::vector, CAST(:actor AS uuid), 'available',
-    jsonb_build_array(jsonb_build_object('at', CAST(:at AS text), 'event', 'imported',
-                                         'status', 'available'))
-FROM import_stage ORDER BY idx
-ON CONFLICT (vin) DO {action}
-RETURNING v.id, v.vin, (v.xmax = 0) AS inserted
-"""
-UPDATE_ACTION = """UPDATE SET year = EXCLUDED.year, make = EXCLUDED.make, model = EXCLUDED.model,
-    trim = EXCLUDED.trim, catalog_id = EXCLUDED.catalog_id, condition = EXCLUDED.condition,
-    mileage_km = EXCLUDED.mileage_km, color = EXCLUDED.color, price = EXCLUDED.price,
-    features = EXCLUDED.features, images = EXCLUDED.images, location = EXCLUDED.location,
-    description = EXCLUDED.description, feature_vector = EXCLUDED.feature_vector,
-    text_embedding = NULL, updated_at = now(),
-    history = v.history
-        || jsonb_build_array(jsonb_build_object('at', CAST(:at AS text), 'event', 'updated by import'))
-WHERE v.status IN ('available', 'listed')
-  AND (v.listed_by = EXCLUDED.listed_by OR CAST(:staff AS boolean))
-  AND (v.year, v.make, v.model, v.trim, v.catalog_id, v.condition, v.mileage_km, v.color, v.price,
-       v.features, v.images, v.location, v.description)
-      IS DISTINCT FROM
-      (EXCLUDED.year, EXCLUDED.make, EXCLUDED.model, EXCLUDED.trim, EXCLUDED.catalog_id,
-       EXCLUDED.condition, EXCLUDED.mileage_km, EXCLUDED.color, EXCLUDED.price,
-       EXCLUDED.features, EXCLUDED.images, EXCLUDED.location, EXCLUDED.description)"""
-
-
 async def import_vehicles(
     work: Work,
     drafts: list[VehicleDraft | DomainError],
@@ -193,7 +152,8 @@ async def import_vehicles(
     policy: ImportErrorPolicy,
     dry_run: bool,
 ) -> ImportResult:
-    """Validate every row on its own, then write the good ones in one set-wise statement.
+    """Validate every row on its own, then write the good ones set-wise: one COPY for the new
+    VINs, one INSERT ... ON CONFLICT for those already listed.
 
     A draft may already be a DomainError (the row could not even be read, e.g. a bad ID).
     """
@@ -239,24 +199,42 @@ async def import_vehicles(
 
     savepoint = await work.session.begin_nested()
     try:
-        written = await _write(work, valid, entries, mode, staff)
+        written = await _write(work, valid, entries, existing, mode, staff)
     except BaseException:
         await savepoint.rollback()
         raise
+    listed_meanwhile: dict[int, str] = {}
     for i, (_, new) in valid.items():
         row = written.get(new.vin)
         if row is not None:
             outcomes[i].vehicle_id, outcomes[i].created = row
             result.created += row[1]
             result.updated += not row[1]
-        elif mode is ImportMode.INSERT and outcomes[i].vehicle_id is None:
-            # listed concurrently between our check and the write
-            outcomes[i].errors.append(DomainError("DUPLICATE_VIN", "this VIN is already listed", ("vin",)))
-    if dry_run:
+        elif outcomes[i].vehicle_id is None:
+            listed_meanwhile[i] = new.vin
+    if listed_meanwhile:
+        # Listed by someone else between our check and the write (ON CONFLICT left them alone):
+        # the same checks as for VINs listed before, against what is there now.
+        listed = await _existing(work, list(listed_meanwhile.values()))
+        for i, vin in listed_meanwhile.items():
+            try:
+                if vin not in listed:  # cannot happen (vehicles are never deleted); be plain about it
+                    raise DomainError("DUPLICATE_VIN", "this VIN is already listed", ("vin",))
+                outcomes[i].vehicle_id, listed_by, status = listed[vin]
+                rules.check_import_target(
+                    mode, VehicleStatus(status), listed_by == work.actor.user_id, staff
+                )
+            except DomainError as err:
+                outcomes[i].errors.extend(err.errors)
+    rejected = policy is ImportErrorPolicy.REJECT_EVERYTHING and result.failed
+    if dry_run or rejected:
         await savepoint.rollback()
         for outcome in outcomes:
             if outcome.created:
                 outcome.vehicle_id = None
+                outcome.created = not rejected
+        if rejected:
+            result.created = result.updated = 0
     else:
         await savepoint.commit()
     return result
@@ -272,31 +250,85 @@ async def _catalog_entries(work: Work, ids: set) -> dict[uuid.UUID, CatalogEntry
 async def _existing(work: Work, vins: list[str]) -> dict[str, tuple]:
     if not vins:
         return {}
-    rows = await work.session.execute(
-        select(Vehicle.vin, Vehicle.id, Vehicle.listed_by, Vehicle.status).where(Vehicle.vin.in_(vins))
-    )
+    raw = await _driver_connection(work)
+    rows = await raw.fetch(queries.EXISTING_VINS, vins)
     return {vin: (vid, listed_by, status) for vin, vid, listed_by, status in rows}
 
 
-async def _write(work, valid, entries, mode: ImportMode, staff: bool) -> dict[str, tuple]:
+async def _driver_connection(work: Work) -> Any:
+    """The asyncpg connection under the session's transaction."""
     connection = await work.session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    await raw.execute(CREATE_STAGE)
-    records = []
+    return (await connection.get_raw_connection()).driver_connection
+
+
+async def _write(
+    work: Work,
+    valid: dict[int, tuple[VehicleDraft, rules.NewVehicle]],
+    entries: dict[uuid.UUID, CatalogEntry],
+    existing: dict[str, tuple],
+    mode: ImportMode,
+    staff: bool,
+) -> dict[str, tuple[uuid.UUID, bool]]:
+    """Write the valid rows set-wise: VIN -> (vehicle id, created) for each row written."""
+    assert work.actor is not None
+    raw = await _driver_connection(work)
+    now = work.now
+    history = json.dumps([{"at": now.isoformat(), "event": "imported", "status": "available"}])
+    new_rows: list[tuple] = []
+    known_rows: list[tuple] = []
     for i, (draft, new) in valid.items():
-        entry = entries.get(draft.catalog_entry_id)
-        vector = vector_for(new, entry, work.now.year)
-        records.append((
-            i, new.vin, new.year, new.make, new.model, new.trim or (entry.trim if entry else None),
-            entry.id if entry else None, new.condition.value, new.mileage_km, new.color, new.price,
-            new.features, new.images, new.location, new.description,
-            "[" + ",".join(f"{x:.6g}" for x in vector) + "]",
-        ))
-    await raw.copy_records_to_table("import_stage", records=records, columns=STAGE_COLUMNS)
-    action = UPDATE_ACTION if mode is ImportMode.UPSERT else "NOTHING"
-    rows = await connection.execute(
-        text(UPSERT.format(action=action)),
-        {"actor": work.actor.user_id, "at": work.now.isoformat(), "staff": staff},
-    )
-    await raw.execute("DROP TABLE import_stage")
-    return {vin: (vid, inserted) for vid, vin, inserted in rows}
+        entry = entries.get(draft.catalog_entry_id) if draft.catalog_entry_id else None
+        values = (
+            new.vin, new.year, new.make, new.model, new.trim or (entry.trim if entry else None),
+            entry.id if entry else None, new.condition.value, new.mileage_km, new.color,
+            new.price, new.features, new.images, new.location, new.description,
+            vector_for(new, entry, now.year),
+        )
+        (known_rows if new.vin in existing else new_rows).append((i, values))
+
+    written: dict[str, tuple[uuid.UUID, bool]] = {}
+    async with queries.binary_vectors(raw):
+        if new_rows:
+            copied = await _copy_new(raw, new_rows, work.actor.user_id, history)
+            if copied is None:  # a VIN was listed concurrently: let ON CONFLICT sort them out
+                known_rows = new_rows + known_rows
+            else:
+                written.update(copied)
+        if known_rows:
+            await raw.execute(queries.CREATE_STAGE)
+            await raw.copy_records_to_table(
+                "import_stage", records=[(i, *values) for i, values in known_rows],
+                columns=queries.STAGE_COLUMNS,
+            )
+            if mode is ImportMode.UPSERT:
+                rows = await raw.fetch(
+                    queries.UPSERT_OR_UPDATE, work.actor.user_id, history, now.isoformat(), staff
+                )
+            else:
+                rows = await raw.fetch(queries.UPSERT_NEW_ONLY, work.actor.user_id, history)
+            await raw.execute("DROP TABLE import_stage")
+            written.update({vin: (vid, inserted) for vid, vin, inserted in rows})
+    return written
+
+
+async def _copy_new(
+    raw: Any, rows: list[tuple[int, tuple]], actor: uuid.UUID, history: str
+) -> dict[str, tuple[uuid.UUID, bool]] | None:
+    """One binary COPY into `vehicles` of rows whose VINs were not listed a moment ago; None
+    (and nothing written) if one of them was listed in between."""
+    ids = [uuid.uuid4() for _ in rows]
+    records = [
+        (vid, *values, actor, "available", history) for vid, (_, values) in zip(ids, rows, strict=True)
+    ]
+    await raw.execute("SAVEPOINT import_copy")
+    try:
+        await raw.copy_records_to_table(
+            "vehicles", records=records, columns=queries.NEW_VEHICLE_COLUMNS
+        )
+    except asyncpg.UniqueViolationError as err:
+        if err.constraint_name != "uq_vehicles_vin":
+            raise
+        await raw.execute("ROLLBACK TO SAVEPOINT import_copy")
+        return None
+    await raw.execute("RELEASE SAVEPOINT import_copy")
+    return {values[0]: (vid, True) for vid, (_, values) in zip(ids, rows, strict=True)}

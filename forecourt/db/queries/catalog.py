@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -315,3 +318,95 @@ def page_relations(
         columns.extend(col.label(f"{name}_{col.name}") for col in part)
         slices[name] = (slice(start, len(columns)), tuple(col.name for col in part))
     return select(*columns).select_from(source).order_by(PAGE.c.n), slices
+
+
+# ---------------------------------------------------------------- bulk import
+# Raw asyncpg on the session's own connection (same transaction): COPY has no SQLAlchemy form,
+# and 10,000 VINs travel as one array parameter rather than 10,000 bound values.
+
+EXISTING_VINS = "SELECT vin, id, listed_by, status FROM vehicles WHERE vin = ANY($1::text[])"
+
+# New rows go straight into `vehicles` with one binary COPY (ids made by the caller): the
+# least PostgreSQL can do with the table's indexes.
+NEW_VEHICLE_COLUMNS = (
+    "id", "vin", "year", "make", "model", "trim", "catalog_id", "condition", "mileage_km",
+    "color", "price", "features", "images", "location", "description", "feature_vector",
+    "listed_by", "status", "history",
+)
+# Rows whose VIN is already listed (or that met a concurrent listing) go through a staging
+# table and one INSERT ... ON CONFLICT. An update happens only when something changed (so a
+# repeated import writes nothing) and only to vehicles the caller may change (checked before,
+# and again here against a concurrent listing).
+STAGE_COLUMNS = (
+    "idx", "vin", "year", "make", "model", "trim", "catalog_id", "condition", "mileage_km",
+    "color", "price", "features", "images", "location", "description", "fv",
+)
+CREATE_STAGE = """
+CREATE TEMP TABLE import_stage (
+    idx int, vin varchar(17), year int, make varchar(50), model varchar(100), trim varchar(50),
+    catalog_id uuid, condition varchar(20), mileage_km int, color varchar(30), price numeric(15,2),
+    features text[], images text[], location varchar(100), description text, fv vector
+) ON COMMIT DROP
+"""
+UPSERT = """
+INSERT INTO vehicles AS v (id, vin, year, make, model, trim, catalog_id, condition, mileage_km,
+    color, price, features, images, location, description, feature_vector, listed_by, status,
+    history)
+SELECT gen_random_uuid(), vin, year, make, model, trim, catalog_id, condition, mileage_km, color,
+    price, features, images, location, description, fv, $1::uuid, 'available', $2::jsonb
+FROM import_stage ORDER BY idx
+ON CONFLICT (vin) DO {action}
+RETURNING v.id, v.vin, (v.xmax = 0) AS inserted
+"""
+UPDATE_ACTION = """UPDATE SET year = EXCLUDED.year, make = EXCLUDED.make, model = EXCLUDED.model,
+    trim = EXCLUDED.trim, catalog_id = EXCLUDED.catalog_id, condition = EXCLUDED.condition,
+    mileage_km = EXCLUDED.mileage_km, color = EXCLUDED.color, price = EXCLUDED.price,
+    features = EXCLUDED.features, images = EXCLUDED.images, location = EXCLUDED.location,
+    description = EXCLUDED.description, feature_vector = EXCLUDED.feature_vector,
+    text_embedding = NULL, updated_at = now(),
+    history = v.history
+        || jsonb_build_array(jsonb_build_object('at', $3::text, 'event', 'updated by import'))
+WHERE v.status IN ('available', 'listed')
+  AND (v.listed_by = EXCLUDED.listed_by OR $4::boolean)
+  AND (v.year, v.make, v.model, v.trim, v.catalog_id, v.condition, v.mileage_km, v.color, v.price,
+       v.features, v.images, v.location, v.description)
+      IS DISTINCT FROM
+      (EXCLUDED.year, EXCLUDED.make, EXCLUDED.model, EXCLUDED.trim, EXCLUDED.catalog_id,
+       EXCLUDED.condition, EXCLUDED.mileage_km, EXCLUDED.color, EXCLUDED.price,
+       EXCLUDED.features, EXCLUDED.images, EXCLUDED.location, EXCLUDED.description)"""
+UPSERT_NEW_ONLY = UPSERT.format(action="NOTHING")
+UPSERT_OR_UPDATE = UPSERT.format(action=UPDATE_ACTION)
+
+_VECTOR_HEADER = struct.Struct(">HH")
+
+
+def _vector_to_binary(values: Sequence[float]) -> bytes:
+    # pgvector's binary format: dimensions, an unused int16, then big-endian float4s
+    return _VECTOR_HEADER.pack(len(values), 0) + struct.pack(f">{len(values)}f", *values)
+
+
+def _vector_from_binary(data: bytes) -> list[float]:
+    dimensions, _ = _VECTOR_HEADER.unpack_from(data)
+    return list(struct.unpack_from(f">{dimensions}f", data, 4))
+
+
+@asynccontextmanager
+async def binary_vectors(raw: Any) -> AsyncIterator[None]:
+    """Vectors in binary on this asyncpg connection for a while: binary COPY needs a binary
+    codec, and the rest of the app reads and writes vectors as text. What runs inside runs
+    under a savepoint, so that a failed statement cannot keep the codec from being reset
+    (resetting it is a query) on a connection that goes back to the pool."""
+    await raw.set_type_codec(
+        "vector", schema="public", encoder=_vector_to_binary, decoder=_vector_from_binary,
+        format="binary",
+    )
+    try:
+        await raw.execute("SAVEPOINT binary_vectors")
+        try:
+            yield
+        except BaseException:
+            await raw.execute("ROLLBACK TO SAVEPOINT binary_vectors")
+            raise
+        await raw.execute("RELEASE SAVEPOINT binary_vectors")
+    finally:
+        await raw.reset_type_codec("vector", schema="public")
