@@ -605,7 +605,10 @@ async def test_unbilled_organizations_get_their_minutes_back_every_period(gql, m
     clock.advance(days=29)
     assert await server.call(jobs.renew_minutes, state) == 0
     clock.advance(days=65)  # more than two periods later: one reset, the period catches up
+    await db.execute("INSERT INTO member_minute_limits (user_id, organization_id, limit_minutes, used_minutes) "
+                     "VALUES ($1, $2, 30, 7)", free.admin.raw_id, free.raw_id)
     assert await server.call(jobs.renew_minutes, state) == 1
+    assert await db.fetchval("SELECT used_minutes FROM member_minute_limits") == 0  # members start again too
     total, used, renewed_end = await quota(db, free)
     assert used == 0 and renewed_end == period_end + timedelta(days=90) and renewed_end > clock.now
     assert (await quota(db, paid))["used_minutes"] == 50

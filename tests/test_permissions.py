@@ -99,6 +99,9 @@ def sample(operation: str) -> tuple[str, dict]:
             'mutation { completeTrainingSession(input: {sessionId: "eA"}) { userErrors { code } } }', {}),
         "Mutation.cancelTrainingSession": (
             'mutation { cancelTrainingSession(input: {sessionId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.setMemberMinuteLimit": (
+            'mutation { setMemberMinuteLimit(input: {userId: "eA", minutes: 5}) { userErrors { code } } }', {}),
+        "Query.memberMinuteLimits": ("{ memberMinuteLimits { totalCount } }", {}),
         "Mutation.createVoiceSession": ('mutation { createVoiceSession(sessionId: "eA") { userErrors { code } } }', {}),
         "Mutation.overrideTrainingScore": (
             'mutation { overrideTrainingScore(input: {sessionId: "eA", score: 1, reason: "r"}) '

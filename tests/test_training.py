@@ -498,3 +498,46 @@ async def test_concurrent_starts_never_overdraw_the_quota(gql, make_team, make_u
              if r["data"]["startTrainingSession"]["userErrors"] else "OK" for r in results]
     assert codes.count("OK") == 3 and codes.count("QUOTA_EXHAUSTED") == 9
     assert await db.fetchval("SELECT count(*) FROM training_sessions") == 3
+
+
+LIMIT = """mutation($user: ID!, $minutes: Int) { setMemberMinuteLimit(input: {userId: $user, minutes: $minutes}) {
+  limit { limitMinutes usedMinutes minutesRemaining user { id } } userErrors { field code message } } }"""
+
+
+async def test_admins_cap_a_members_minutes(gql, make_team, db, clock):
+    team, rival = await make_team(members=2), await make_team("Rival")
+    scenario = await explorer_scenario(gql, db, team.admin)
+    capped, free = team.members
+
+    for who, target, code in [(capped, free, "NOT_FOUND"), (rival.admin, capped, "NOT_FOUND")]:
+        body = await gql(LIMIT, {"user": target.id, "minutes": 1}, token=who.token)  # members, other companies
+        assert body["data"]["setMemberMinuteLimit"]["userErrors"][0]["code"] == code
+    bad = await gql(LIMIT, {"user": capped.id, "minutes": -1}, token=team.admin.token)
+    assert bad["data"]["setMemberMinuteLimit"]["userErrors"][0]["code"] == "INVALID_MINUTES"
+    assert await db.fetchval("SELECT count(*) FROM member_minute_limits") == 0
+
+    body = await gql(LIMIT, {"user": capped.id, "minutes": 2}, token=team.admin.token)
+    assert body["data"]["setMemberMinuteLimit"]["limit"] == {"limitMinutes": 2, "usedMinutes": 0, "minutesRemaining": 2,
+                                                             "user": {"id": capped.id}}
+    assert await db.fetchval("SELECT action FROM admin_audit_log WHERE target_id = $1", capped.raw_id) == \
+        "training.set_member_limit"
+
+    started = (await gql(START, {"id": scenario["id"]}, token=capped.token))["data"]["startTrainingSession"]["session"]
+    assert await db.fetchval("SELECT minutes_allowed FROM training_sessions WHERE id = "
+                             "(SELECT id FROM training_sessions WHERE trainee_id = $1)", capped.raw_id) == 2
+    second = await gql(START, {"id": scenario["id"]}, token=capped.token)  # the running one holds a minute
+    assert second["data"]["startTrainingSession"]["userErrors"] == []
+    third = await gql(START, {"id": scenario["id"]}, token=capped.token)
+    assert third["data"]["startTrainingSession"]["userErrors"][0]["code"] == "MEMBER_LIMIT_REACHED"
+    await gql(CANCEL, {"id": started["id"]}, token=capped.token)
+    assert await db.fetchval("SELECT used_minutes FROM member_minute_limits WHERE user_id = $1", capped.raw_id) == 1
+    others = await gql(START, {"id": scenario["id"]}, token=free.token)  # no limit: the organization's minutes
+    assert others["data"]["startTrainingSession"]["userErrors"] == []
+
+    listed = await gql("query { memberMinuteLimits { totalCount edges { node { usedMinutes user { id } } } } }",
+                       token=team.admin.token)
+    assert listed["data"]["memberMinuteLimits"]["edges"] == [{"node": {"usedMinutes": 1, "user": {"id": capped.id}}}]
+    assert (await gql("query { memberMinuteLimits { totalCount } }", token=capped.token))["errors"]
+    removed = await gql(LIMIT, {"user": capped.id, "minutes": None}, token=team.admin.token)
+    assert removed["data"]["setMemberMinuteLimit"] == {"limit": None, "userErrors": []}
+    assert await db.fetchval("SELECT count(*) FROM member_minute_limits") == 0

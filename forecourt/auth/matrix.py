@@ -74,6 +74,8 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.cancelTrainingSession": SIGNED_IN,
     "Mutation.overrideTrainingScore": SIGNED_IN,
     "Mutation.createVoiceSession": SIGNED_IN,
+    "Mutation.setMemberMinuteLimit": SIGNED_IN,
+    "Query.memberMinuteLimits": SIGNED_IN,
     "Subscription.trainingSessionEvents": SIGNED_IN,
 }
 

@@ -372,6 +372,24 @@ def minutes_left(total: int, used: int, running: int = 0) -> int:
     return left
 
 
+MEMBER_LIMIT_MAX = 1_000_000
+
+
+def member_minutes_left(limit: int, used: int, running: int = 0) -> int:
+    """The same rule for one member's limit set by their organization's admins."""
+    left = limit - used - running
+    if left < 1:
+        raise DomainError("MEMBER_LIMIT_REACHED", f"You have used the {limit} training minutes your "
+                          "organization allows you this period; ask your manager for more")
+    return left
+
+
+def check_member_limit(minutes: int | None) -> int | None:
+    if minutes is not None and not 0 <= minutes <= MEMBER_LIMIT_MAX:
+        raise DomainError("INVALID_MINUTES", f"A limit is 0 to {MEMBER_LIMIT_MAX:,} minutes", ("minutes",))
+    return minutes
+
+
 def check_time_left(started_at: datetime, minutes_allowed: int, now: datetime) -> None:
     """A session may not run past the minutes its organization had left when it started."""
     if now > started_at + timedelta(minutes=minutes_allowed):

@@ -11,7 +11,12 @@ import orjson
 from sqlalchemy import or_, select
 
 from forecourt.auth.principal import Principal
-from forecourt.db.models import Scenario, TrainingEvent, TrainingSession
+from forecourt.db.models import (
+    MemberMinuteLimit,
+    Scenario,
+    TrainingEvent,
+    TrainingSession,
+)
 from forecourt.db.pagination import count, keyset_page, page_size
 from forecourt.db.queries import training as queries
 from forecourt.domain import training as rules
@@ -194,6 +199,28 @@ async def create_voice_session(ctx: Context, session_id: str) -> t.VoiceSessionP
         return {"ephemeral_key": key.ephemeral_key, "expires_at": key.expires_at, "model": key.model}
 
     return await run_mutation(ctx, t.VoiceSessionPayload, op, input_path=())
+
+
+async def set_member_minute_limit(ctx: Context, input: t.SetMemberMinuteLimitInput) -> t.MemberMinuteLimitPayload:
+    async def op(work):
+        _, user_id = from_global_id(input.user_id, "User", ("userId",))
+        row = await service.set_member_limit(work, user_id, input.minutes)
+        return {"limit": t.MemberMinuteLimitType.from_model(row) if row else None}
+
+    return await run_mutation(ctx, t.MemberMinuteLimitPayload, op)
+
+
+async def member_minute_limits(ctx: Context, first: int | None,
+                               after: str | None) -> Connection[t.MemberMinuteLimitType]:
+    """Your organization's member limits (its admins), by member."""
+    principal = _signed_in(ctx)
+    if not service.can_manage(principal, principal.organization_id):
+        raise DomainError("NOT_ORGANIZATION_ADMIN", "Only your organization's admins see member limits")
+    size = page_size(first, ctx.settings.default_page_size, ctx.settings.max_page_size)
+    stmt = select(MemberMinuteLimit).where(MemberMinuteLimit.organization_id == principal.organization_id)
+    page = await keyset_page(ctx.reader, stmt, [MemberMinuteLimit.user_id], first=size, after=after,
+                             descending=False)
+    return connection(page, t.MemberMinuteLimitType.from_model, lambda: count(ctx.reader, stmt))
 
 
 def _organization(raw: str | None) -> uuid.UUID | None:

@@ -155,6 +155,12 @@ class Query:
     ) -> tt.TrainingProgress:
         return await training.training_progress(info.context, optional(user_id))
 
+    @guarded(description="Training-minute limits of your organization's members (its admins).")
+    async def member_minute_limits(
+        self, info: strawberry.Info, first: int | None = 20, after: str | None = strawberry.UNSET
+    ) -> Connection[tt.MemberMinuteLimitType]:
+        return await training.member_minute_limits(info.context, first, optional(after))
+
     @guarded(description="Your organization's top trainees by average score.")
     async def leaderboard(
         self, info: strawberry.Info, limit: int | None = 10,
@@ -298,6 +304,12 @@ class Mutation:
         self, info: strawberry.Info, input: tt.OverrideTrainingScoreInput
     ) -> tt.TrainingSessionPayload:
         return await training.override_training_score(info.context, input)
+
+    @guarded_mutation(description="Cap (or uncap, with null) a member's training minutes per period (organization admins; audited).")
+    async def set_member_minute_limit(
+        self, info: strawberry.Info, input: tt.SetMemberMinuteLimitInput
+    ) -> tt.MemberMinuteLimitPayload:
+        return await training.set_member_minute_limit(info.context, input)
 
     @guarded_mutation(
         description="Talk to the scenario's buyer by voice: an ephemeral OpenAI Realtime key for your "

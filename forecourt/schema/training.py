@@ -471,3 +471,34 @@ class VoiceSessionPayload:
     expires_at: datetime | None = None
     model: str | None = None
     user_errors: list[UserError]
+
+
+@strawberry.type(name="MemberMinuteLimit", description="A member's training minutes per period, capped by their organization's admins.")
+class MemberMinuteLimitType:
+    user_id: strawberry.Private[uuid.UUID]
+    limit_minutes: int
+    used_minutes: int
+
+    @strawberry.field
+    def minutes_remaining(self) -> int:
+        return max(0, self.limit_minutes - self.used_minutes)
+
+    @strawberry.field
+    async def user(self, info: strawberry.Info) -> UserType:
+        return await load_user(info.context, self.user_id)
+
+    @classmethod
+    def from_model(cls, row: Any) -> MemberMinuteLimitType:
+        return cls(user_id=row.user_id, limit_minutes=row.limit_minutes, used_minutes=row.used_minutes)
+
+
+@strawberry.input
+class SetMemberMinuteLimitInput:
+    user_id: strawberry.ID
+    minutes: int | None = strawberry.field(description="Minutes per period; null removes the limit.")
+
+
+@strawberry.type
+class MemberMinuteLimitPayload:
+    limit: MemberMinuteLimitType | None = None
+    user_errors: list[UserError]

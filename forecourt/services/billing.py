@@ -27,7 +27,7 @@ from forecourt.domain.errors import DomainError
 from forecourt.domain.organizations import PLAN_MINUTES, OrgRole, PlanTier
 from forecourt.integrations.openai import not_configured
 from forecourt.integrations.stripe import Stripe, WebhookEvent
-from forecourt.services import Work
+from forecourt.services import Work, training
 from forecourt.services.wallet import first_delivery
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,7 @@ async def _invoice_paid(work: Work, event: WebhookEvent, invoice: rules.InvoiceP
         log.info("organization %s: new billing period to %s (invoice %s); %s minutes used before",
                  org_id, invoice.period_end, invoice.id, quota.used_minutes)
         quota.used_minutes = 0
+        await training.reset_member_usage(work, org_id)
         quota.period_end = invoice.period_end
 
 
@@ -326,6 +327,7 @@ async def renew_unbilled_periods(work: Work) -> int:
         quota.period_end, starts_again = rules.unbilled_period_end(quota.period_end, work.now)
         if starts_again:
             quota.used_minutes = 0
+            await training.reset_member_usage(work, quota.organization_id)
             reset += 1
     await work.session.flush()
     return reset

@@ -20,6 +20,7 @@ from forecourt.auth.principal import Principal
 from forecourt.db.models import (
     BuyerPersona,
     CatalogEntry,
+    MemberMinuteLimit,
     MinuteQuota,
     Organization,
     Scenario,
@@ -29,6 +30,7 @@ from forecourt.db.models import (
     TrainingSession,
     TranscriptTurn,
     UsageRecord,
+    User,
 )
 from forecourt.domain import training as rules
 from forecourt.domain.errors import DomainError
@@ -345,6 +347,16 @@ async def start_session(work: Work, scenario_id: uuid.UUID) -> TrainingSession:
             TrainingSession.organization_id == actor.organization_id,
             TrainingSession.status == TrainingStatus.IN_PROGRESS.value))
     left = rules.minutes_left(quota.total_minutes if quota else 0, quota.used_minutes if quota else 0, running)
+    member = await work.session.scalar(  # locked after the quota: the order every writer uses
+        select(MemberMinuteLimit).where(MemberMinuteLimit.user_id == actor.user_id,
+                                        MemberMinuteLimit.organization_id == actor.organization_id)
+        .with_for_update())
+    if member is not None:
+        mine = await work.session.scalar(
+            select(func.count()).select_from(TrainingSession).where(
+                TrainingSession.trainee_id == actor.user_id,
+                TrainingSession.status == TrainingStatus.IN_PROGRESS.value))
+        left = min(left, rules.member_minutes_left(member.limit_minutes, member.used_minutes, mine))
     session = TrainingSession(
         id=uuid.uuid4(), trainee_id=actor.user_id, organization_id=actor.organization_id,
         scenario_id=scenario.id, status=TrainingStatus.IN_PROGRESS.value, started_at=work.now,
@@ -401,6 +413,11 @@ async def _charge_minutes(work: Work, session: TrainingSession) -> None:
     await work.session.execute(
         update(MinuteQuota).where(MinuteQuota.organization_id == session.organization_id)
         .values(used_minutes=MinuteQuota.used_minutes + minutes)
+    )
+    await work.session.execute(
+        update(MemberMinuteLimit).where(MemberMinuteLimit.user_id == session.trainee_id,
+                                        MemberMinuteLimit.organization_id == session.organization_id)
+        .values(used_minutes=MemberMinuteLimit.used_minutes + minutes)
     )
 
 
@@ -514,3 +531,45 @@ async def override_score(work: Work, session_id: uuid.UUID, score: float, reason
     await work.session.flush()
     return session
 
+
+
+# ---------------------------------------------------------------- member limits
+
+
+async def set_member_limit(work: Work, user_id: uuid.UUID, minutes: int | None) -> MemberMinuteLimit | None:
+    """An organization admin caps (or, with None, uncaps) one member's minutes per period;
+    audited."""
+    actor = work.actor
+    assert actor is not None
+    minutes = rules.check_member_limit(minutes)
+    member = await work.session.get(User, user_id)
+    if member is None or member.organization_id is None or not can_manage(actor, member.organization_id):
+        raise _not_found("member", "userId")
+    row = await work.session.scalar(
+        select(MemberMinuteLimit).where(MemberMinuteLimit.user_id == user_id).with_for_update())
+    old = {"limit": row.limit_minutes if row and row.organization_id == member.organization_id else None}
+    if row is not None and row.organization_id != member.organization_id:  # left an old organization
+        await work.session.delete(row)
+        await work.session.flush()
+        row = None
+    if minutes is None:
+        if row is not None:
+            await work.session.delete(row)
+        row = None
+    elif row is None:
+        row = MemberMinuteLimit(user_id=user_id, organization_id=member.organization_id,
+                                limit_minutes=minutes, used_minutes=0)
+        work.session.add(row)
+    else:
+        row.limit_minutes = minutes
+    audit.record(work, "training.set_member_limit", target_type="user", target_id=user_id,
+                 old=old, new={"limit": minutes})
+    await work.session.flush()
+    return row
+
+
+async def reset_member_usage(work: Work, organization_id: uuid.UUID) -> None:
+    """A new period for the organization is a new period for each member's limit."""
+    await work.session.execute(
+        update(MemberMinuteLimit).where(MemberMinuteLimit.organization_id == organization_id)
+        .values(used_minutes=0))

@@ -11,6 +11,7 @@ from forecourt.db.models.organizations import (
 )
 from forecourt.db.models.training import (
     BuyerPersona,
+    MemberMinuteLimit,
     Scenario,
     TrainingEvent,
     TrainingFeedback,
@@ -25,6 +26,7 @@ from forecourt.db.models.wallet import LedgerEntry, Payment, Wallet, WebhookEven
 __all__ = [
     "BillingSubscription",
     "BuyerPersona",
+    "MemberMinuteLimit",
     "Scenario",
     "TrainingEvent",
     "TrainingFeedback",

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from forecourt.db.base import Base, created_at, uuid_pk
+from forecourt.db.base import Base, created_at, updated_at, uuid_pk
 
 
 def _organization() -> Mapped[uuid.UUID | None]:
@@ -226,3 +226,22 @@ class UsageRecord(Base):
     )
     minutes_used: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = created_at()
+
+
+class MemberMinuteLimit(Base):
+    """An organization admin's cap on one member's training minutes per period (seed 002:
+    quotas allocated to companies or users); reset with the organization's quota."""
+
+    __tablename__ = "member_minute_limits"
+    __table_args__ = (
+        CheckConstraint("limit_minutes >= 0", name="limit_non_negative"),
+        CheckConstraint("used_minutes >= 0", name="used_non_negative"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id"), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("organizations.id"), nullable=False, index=True
+    )
+    limit_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    used_minutes: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    updated_at: Mapped[datetime] = updated_at()
