@@ -6,8 +6,9 @@
    GraphQL over HTTP, against a hand-written asyncpg + orjson endpoint returning the same JSON
    (checked before timing).
 2. importVehicles with 10,000 rows end to end through HTTP, and its write stage against a raw
-   asyncpg COPY of the same rows, into a bare table and into `vehicles` itself (same indexes);
-   with and without the HNSW index on the feature vector.
+   asyncpg COPY of the same rows: into a bare temporary table (the target's baseline), a bare
+   logged table, and `vehicles` itself (same indexes); the HNSW index's own insert cost; with
+   and without the HNSW index on the feature vector.
 """
 
 from __future__ import annotations
@@ -110,14 +111,17 @@ async def dealer_token(url: str, database_url: str) -> str:
 
 
 def import_rows(n: int, offset: int) -> list[dict]:
+    # The price follows the offset: each batch has feature vectors of its own (a vector equal to
+    # one already indexed costs the HNSW index next to nothing, which flattered later batches).
     return [{"vin": f"BNCH{offset + i:013d}", "year": 2015 + i % 9, "make": "Toyota", "model": "Camry",
-             "condition": "CLEAN", "price": f"{5_000_000 + i}.00", "mileageKm": 10 * i,
+             "condition": "CLEAN", "price": f"{5_000_000 + offset + i}.00", "mileageKm": 10 * i,
              "features": ["Sunroof", "Bluetooth"], "color": "Black", "location": "Lagos"}
             for i in range(n)]
 
 
 async def write_stage(database_url: str, rows: list[dict]) -> float:
-    """The import service in-process, timing only its set-wise write (COPY + INSERT ... SELECT)."""
+    """The import service in-process, timing only its set-wise write (`_write`: here one COPY
+    into vehicles, as every VIN is new) (rows/s)."""
     from datetime import UTC, datetime
     from decimal import Decimal
 
@@ -160,16 +164,20 @@ async def write_stage(database_url: str, rows: list[dict]) -> float:
     return len(rows) / timings[0]
 
 
-async def copy_baseline(database_url: str, rows: list[dict]) -> float:
-    """Raw asyncpg COPY of the same rows into a table shaped like vehicles (rows/s)."""
+async def copy_baseline(database_url: str, rows: list[dict], temporary: bool = True) -> float:
+    """Raw asyncpg COPY of the same rows into a bare table shaped like vehicles: no indexes, no
+    constraints; a temporary table (no WAL either) unless `temporary` is False (rows/s)."""
     conn = await asyncpg.connect(plain_url(database_url))
+    table = f"copy_target_{uuid.uuid4().hex[:8]}"
     try:
-        await conn.execute("CREATE TEMP TABLE copy_target (LIKE vehicles INCLUDING DEFAULTS INCLUDING GENERATED)")
+        await conn.execute(f"CREATE {'TEMP ' if temporary else ''}TABLE {table} "
+                           "(LIKE vehicles INCLUDING DEFAULTS INCLUDING GENERATED)")
         records = [(uuid.uuid4(), *_copy_values(r)) for r in rows]
         started = time.perf_counter()
-        await conn.copy_records_to_table("copy_target", records=records, columns=["id", *COPY_COLUMNS])
+        await conn.copy_records_to_table(table, records=records, columns=["id", *COPY_COLUMNS])
         return len(rows) / (time.perf_counter() - started)
     finally:
+        await conn.execute(f"DROP TABLE {table}")
         await conn.close()
 
 
@@ -183,32 +191,57 @@ def _copy_values(r: dict) -> tuple:
             Decimal(r["price"]), r["features"], r["location"])
 
 
+def _vectors(rows: list[dict]) -> list[list[float]]:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from forecourt.domain.catalog import VehicleCondition, VehicleFacts, feature_vector
+
+    year = datetime.now(UTC).year
+    return [feature_vector(VehicleFacts(
+        price=Decimal(r["price"]), year=r["year"], mileage_km=r["mileageKm"], horsepower=None,
+        condition=VehicleCondition(r["condition"].lower()), body_type=None, fuel_type=None, drivetrain=None,
+    ), reference_year=year) for r in rows]
+
+
 async def copy_into_vehicles(database_url: str, rows: list[dict]) -> float:
     """Raw asyncpg COPY of the same rows, with their feature vectors, into `vehicles` itself:
     the least any import can do with the same indexes (rows/s)."""
-    from datetime import UTC, datetime
-
     from pgvector.asyncpg import register_vector
-
-    from forecourt.domain.catalog import VehicleCondition, VehicleFacts, feature_vector
 
     conn = await asyncpg.connect(plain_url(database_url))
     try:
         await register_vector(conn)
         dealer = await conn.fetchval("SELECT id FROM users WHERE role = 'dealer' LIMIT 1")
-        year = datetime.now(UTC).year
-        records = []
-        for r in rows:
-            values = _copy_values(r)
-            facts = VehicleFacts(price=values[7], year=r["year"], mileage_km=r["mileageKm"], horsepower=None,
-                                 condition=VehicleCondition(values[4]), body_type=None, fuel_type=None,
-                                 drivetrain=None)
-            records.append((uuid.uuid4(), *values, feature_vector(facts, reference_year=year), dealer))
+        records = [(uuid.uuid4(), *_copy_values(r), vector, dealer)
+                   for r, vector in zip(rows, _vectors(rows), strict=True)]
         started = time.perf_counter()
         await conn.copy_records_to_table("vehicles", records=records,
                                          columns=["id", *COPY_COLUMNS, "feature_vector", "listed_by"])
         return len(rows) / (time.perf_counter() - started)
     finally:
+        await conn.close()
+
+
+async def hnsw_alone(database_url: str, rows: list[dict]) -> float:
+    """The HNSW index's own cost: the rows' feature vectors COPYed into a table that has only
+    that index (same definition), holding the vectors `vehicles` holds now (rows/s)."""
+    from pgvector.asyncpg import register_vector
+
+    conn = await asyncpg.connect(plain_url(database_url))
+    table = f"hnsw_only_{uuid.uuid4().hex[:8]}"  # logged, as vehicles is: the index's WAL counts
+    try:
+        await register_vector(conn)
+        definition = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_vehicles_feature_vector'")
+        await conn.execute(f"CREATE TABLE {table} AS SELECT feature_vector FROM vehicles WHERE feature_vector IS NOT NULL")
+        await conn.execute(definition.replace("ix_vehicles_feature_vector", f"ix_{table}")
+                           .replace("public.vehicles", table))
+        records = [(vector,) for vector in _vectors(rows)]
+        started = time.perf_counter()
+        await conn.copy_records_to_table(table, records=records, columns=["feature_vector"])
+        return len(rows) / (time.perf_counter() - started)
+    finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.close()
 
 
@@ -222,7 +255,7 @@ async def main(seconds: float, pg: EmbeddedPostgres, only: str = "all", rounds: 
         if only in ("all", "list"):
             await vehicles_list(gurl, burl, seconds, rounds)
         if only in ("all", "import"):
-            await imports(gurl, url)
+            await imports(gurl, url, rounds)
     finally:
         graphql.terminate()
         baseline.terminate()
@@ -257,29 +290,50 @@ async def vehicles_list(gurl: str, burl: str, seconds: float, rounds: int = 3) -
               f"baseline {', '.join(f'{x:.0f}' for x in bases)})")
 
 
-async def imports(gurl: str, url: str) -> None:
-    print("importVehicles, 10,000 rows")
+async def imports(gurl: str, url: str, rounds: int = 3) -> None:
+    """Each measurement `rounds` times, in alternation, every batch with rows (and feature
+    vectors) of its own; medians compared. With the HNSW index, then without it."""
+    print(f"importVehicles, 10,000 rows (rows/s, median of {rounds} alternating rounds)")
     token = await dealer_token(gurl, url)
     conn = await asyncpg.connect(plain_url(url))
+    offsets = iter(range(0, 10**7, 10_000))
     async with httpx.AsyncClient(timeout=300) as client:
         await client.post(f"{gurl}/graphql", headers={"Authorization": f"Bearer {token}"},  # warm-up
-                          json={"query": IMPORT, "variables": {"input": {"rows": import_rows(100, 990_000)}}})
-    for label, index in (("with HNSW index", True), ("without vector index", False)):
-        if not index:
-            await conn.execute("DROP INDEX ix_vehicles_feature_vector")
-        rows = import_rows(10_000, 0 if index else 20_000)
+                          json={"query": IMPORT, "variables": {"input": {"rows": import_rows(100, 9_990_000)}}})
+
+    async def end_to_end() -> float:
         async with httpx.AsyncClient(timeout=300) as client:
             started = time.perf_counter()
-            response = await client.post(f"{gurl}/graphql", headers={"Authorization": f"Bearer {token}"},
-                                         json={"query": IMPORT, "variables": {"input": {"rows": rows}}})
+            response = await client.post(f"{gurl}/graphql", headers={"Authorization": f"Bearer {token}"}, json={
+                "query": IMPORT, "variables": {"input": {"rows": import_rows(10_000, next(offsets))}}})
             elapsed = time.perf_counter() - started
         assert response.json()["data"]["importVehicles"]["created"] == 10_000, response.text[:300]
-        write_rate = await write_stage(url, import_rows(10_000, 40_000 if index else 60_000))
-        copy_rate = await copy_baseline(url, import_rows(10_000, 80_000 if index else 90_000))
-        into_vehicles = await copy_into_vehicles(url, import_rows(10_000, 100_000 if index else 120_000))
-        print(f"  {label}: {10_000 / elapsed:8.0f} rows/s end to end (HTTP); write stage {write_rate:8.0f} rows/s; "
-              f"raw COPY into a bare table {copy_rate:8.0f} rows/s (write/COPY {write_rate / copy_rate:.2f}); "
-              f"raw COPY into vehicles {into_vehicles:8.0f} rows/s (write/COPY {write_rate / into_vehicles:.2f})")
+        return 10_000 / elapsed
+
+    for label, index in (("with the HNSW index", True), ("without the vector index", False)):
+        if not index:
+            await conn.execute("DROP INDEX ix_vehicles_feature_vector")
+        measures = {
+            "end to end (HTTP)": end_to_end,
+            "write stage": lambda: write_stage(url, import_rows(10_000, next(offsets))),
+            "raw COPY, bare temporary table": lambda: copy_baseline(url, import_rows(10_000, next(offsets))),
+            "raw COPY, bare logged table": lambda: copy_baseline(url, import_rows(10_000, next(offsets)), False),
+            "raw COPY into vehicles": lambda: copy_into_vehicles(url, import_rows(10_000, next(offsets))),
+        }
+        if index:
+            measures["HNSW index alone"] = lambda: hnsw_alone(url, import_rows(10_000, next(offsets)))
+        results: dict[str, list[float]] = {name: [] for name in measures}
+        for _ in range(rounds):
+            for name, measure in measures.items():
+                results[name].append(await measure())
+        median = {name: statistics.median(values) for name, values in results.items()}
+        print(f"  {label} ({await conn.fetchval('SELECT count(*) FROM vehicles'):,} vehicles at the end):")
+        for name, values in results.items():
+            print(f"    {name:32s} {median[name]:8.0f}   (rounds: {', '.join(f'{x:.0f}' for x in values)})")
+        write = median["write stage"]
+        print(f"    write stage / raw COPY into a bare temporary table: {write / median['raw COPY, bare temporary table']:.2f}"
+              f"; / bare logged table: {write / median['raw COPY, bare logged table']:.2f}"
+              f"; / raw COPY into vehicles: {write / median['raw COPY into vehicles']:.2f}")
     await conn.close()
 
 
@@ -287,7 +341,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--only", choices=("all", "list", "import"), default="all")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per list measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per measurement")
     args = parser.parse_args()
     postgres = EmbeddedPostgres()  # starts (and migrates) outside the event loop
     try:
