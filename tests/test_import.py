@@ -3,6 +3,7 @@ write path (COPY for new VINs, ON CONFLICT for listed ones and for VINs listed m
 the feature vectors it writes."""
 
 import asyncio
+import json
 import time
 
 import asyncpg
@@ -140,7 +141,7 @@ async def test_new_and_listed_vins_in_one_import(gql, dealer, db):
     assert all(r["vehicle"]["vin"] == rows[r["index"]]["vin"] for r in result["rows"])
     assert await count(db) == 8
     history = await db.fetch("SELECT vin, history FROM vehicles ORDER BY vin")
-    assert [len(__import__("json").loads(h)) for _, h in history] == [1, 1, 1, 2, 1, 1, 1, 1]
+    assert [len(json.loads(h)) for _, h in history] == [1, 1, 1, 2, 1, 1, 1, 1]
 
 
 async def test_imported_vehicles_have_the_same_vectors_as_listed_ones_and_are_similar(gql, dealer, db):
@@ -167,20 +168,18 @@ async def test_imported_vehicles_have_the_same_vectors_as_listed_ones_and_are_si
     assert [v["vin"] for v in body["data"]["vehicle"]["similar"]] == [row(1)["vin"], row(2)["vin"]]
 
 
-@pytest.mark.parametrize("mode", ["INSERT", "UPSERT"])
-async def test_a_vin_listed_by_another_dealer_while_the_import_writes(mode, gql, dealer, make_user, db, database_url):
-    """The import checked the VIN was free; another dealer lists it before the write: the COPY
-    meets it, the rows go through ON CONFLICT instead, and that row is reported, not written."""
-    other = await make_user("dealer")
+async def import_while_a_rival_lists(gql, dealer, rival_dealer, database_url, db, vin, **options):
+    """Run an import of rows 0-2 while another dealer lists `vin` in a transaction that commits
+    only once the import waits for it: the import's check found the VIN free, its write meets it."""
     rival = await asyncpg.connect(plain_url(database_url))
     try:
         transaction = rival.transaction()
         await transaction.start()
         await rival.execute(
             "INSERT INTO vehicles (id, vin, year, make, model, listed_by) "
-            "VALUES (gen_random_uuid(), $1, 2019, 'Honda', 'Civic', $2)", row(1)["vin"], other.raw_id)
-        importing = asyncio.create_task(run(gql, dealer.token, [row(0), row(1), row(2)], mode=mode))
-        for _ in range(400):  # until the import waits for the rival's uncommitted VIN
+            "VALUES (gen_random_uuid(), $1, 2019, 'Honda', 'Civic', $2)", vin, rival_dealer.raw_id)
+        importing = asyncio.create_task(run(gql, dealer.token, [row(0), row(1), row(2)], **options))
+        for _ in range(400):
             if await db.fetchval("SELECT count(*) FROM pg_stat_activity "
                                  "WHERE datname = current_database() AND wait_event_type = 'Lock'"):
                 break
@@ -188,9 +187,17 @@ async def test_a_vin_listed_by_another_dealer_while_the_import_writes(mode, gql,
         else:
             pytest.fail("the import never waited for the rival's VIN")
         await transaction.commit()
-        result = await importing
+        return await importing
     finally:
         await rival.close()
+
+
+@pytest.mark.parametrize("mode", ["INSERT", "UPSERT"])
+async def test_a_vin_listed_by_another_dealer_while_the_import_writes(mode, gql, dealer, make_user, db, database_url):
+    """The COPY meets the rival's VIN, the rows go through ON CONFLICT instead, and that row is
+    reported, not written."""
+    result = await import_while_a_rival_lists(gql, dealer, await make_user("dealer"), database_url, db,
+                                              row(1)["vin"], mode=mode)
     assert (result["created"], result["updated"], result["failed"]) == (2, 0, 1)
     code = "DUPLICATE_VIN" if mode == "INSERT" else "NOT_YOUR_VEHICLE"
     assert [e["code"] for e in result["rows"][1]["userErrors"]] == [code]
@@ -200,27 +207,8 @@ async def test_a_vin_listed_by_another_dealer_while_the_import_writes(mode, gql,
 
 async def test_a_vin_listed_meanwhile_rejects_everything_under_reject_everything(gql, dealer, make_user, db,
                                                                                 database_url):
-    other = await make_user("dealer")
-    rival = await asyncpg.connect(plain_url(database_url))
-    try:
-        transaction = rival.transaction()
-        await transaction.start()
-        await rival.execute(
-            "INSERT INTO vehicles (id, vin, year, make, model, listed_by) "
-            "VALUES (gen_random_uuid(), $1, 2019, 'Honda', 'Civic', $2)", row(1)["vin"], other.raw_id)
-        importing = asyncio.create_task(
-            run(gql, dealer.token, [row(0), row(1), row(2)], errorPolicy="REJECT_EVERYTHING"))
-        for _ in range(400):
-            if await db.fetchval("SELECT count(*) FROM pg_stat_activity "
-                                 "WHERE datname = current_database() AND wait_event_type = 'Lock'"):
-                break
-            await asyncio.sleep(0.025)
-        else:
-            pytest.fail("the import never waited for the rival's VIN")
-        await transaction.commit()
-        result = await importing
-    finally:
-        await rival.close()
+    result = await import_while_a_rival_lists(gql, dealer, await make_user("dealer"), database_url, db,
+                                              row(1)["vin"], errorPolicy="REJECT_EVERYTHING")
     assert (result["created"], result["updated"], result["failed"]) == (0, 0, 1)
     assert not any(r["created"] or (r["vehicle"] and r["index"] != 1) for r in result["rows"])
     assert await count(db) == 1  # the rival's
