@@ -9,6 +9,7 @@ import pytest
 from forecourt.config import Settings
 from forecourt.db.engine import plain_url
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.stripe_server import FakeStripe
 from tests.harness import (
     Clock,
     EmbeddedPostgres,
@@ -92,6 +93,15 @@ def fake_openai():
 
 
 @pytest.fixture
+def stripe_api():
+    """The local stand-in for the Stripe API (tests/fakes/stripe_server.py) at `.url`."""
+    fake = FakeStripe()
+    with ThreadServer(fake.app) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
 def server(settings, database_url, clock):
     live = LiveServer(settings, database_url, clock).start()
     yield live
@@ -133,5 +143,41 @@ def make_user(gql, db):
             status = kyc or ("approved" if role in ("dealer", "verified_seller") else "none")
             await db.execute("UPDATE users SET role = $1, kyc_status = $2 WHERE id = $3", role, status, raw)
         return Account(payload["accessToken"], payload["refreshToken"], payload["user"]["id"], raw, email)
+
+    return make
+
+
+CREATE_ORGANIZATION = """mutation($name: String!) { createOrganization(input: {name: $name}) {
+  organization { id } userErrors { code } } }"""
+
+
+class OrganizationAccounts:
+    """An organization founded through the API by `admin`, with `members` added to it."""
+
+    def __init__(self, raw_id: uuid.UUID, admin: Account, members: list[Account]) -> None:
+        from forecourt.schema.relay import to_global_id
+
+        self.raw_id, self.id = raw_id, to_global_id("Organization", raw_id)
+        self.admin, self.members = admin, members
+
+
+@pytest.fixture
+def make_organization(gql, make_user, db):
+    async def make(name: str = "Lagos Motors", members: int = 1, plan: str = "free",
+                   minutes: int | None = None) -> OrganizationAccounts:
+        admin = await make_user("user")
+        body = await gql(CREATE_ORGANIZATION, {"name": name}, token=admin.token)
+        assert body["data"]["createOrganization"]["userErrors"] == [], body
+        raw = await db.fetchval("SELECT organization_id FROM users WHERE id = $1", admin.raw_id)
+        await db.execute("UPDATE organizations SET plan = $1 WHERE id = $2", plan, raw)
+        if minutes is not None:
+            await db.execute("UPDATE minute_quotas SET total_minutes = $1 WHERE organization_id = $2", minutes, raw)
+        people = []
+        for _ in range(members):
+            member = await make_user("user")
+            await db.execute("UPDATE users SET organization_id = $1, org_role = 'member' WHERE id = $2",
+                             raw, member.raw_id)
+            people.append(member)
+        return OrganizationAccounts(raw, admin, people)
 
     return make

@@ -18,7 +18,7 @@ import stripe
 from forecourt.schema.relay import to_global_id
 from tests.conftest import make_settings
 from tests.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe
-from tests.harness import GraphQLClient, LiveServer, ThreadServer
+from tests.harness import GraphQLClient, LiveServer
 
 PRICE_BASIC, PRICE_PRO = "price_basic_test", "price_pro_test"
 SUCCESS, CANCEL = "https://app.example.com/billing?session={CHECKOUT_SESSION_ID}", "https://app.example.com/billing"
@@ -34,16 +34,6 @@ BILLING_FIELDS = """plan subscriptionStatus currentPeriodEnd cancelAtPeriodEnd t
   minutesTotal minutesUsed minutesRemaining"""
 MY_BILLING = f"{{ me {{ organization {{ plan minutesRemaining billing {{ {BILLING_FIELDS} }} }} }} }}"
 ORG_BILLING = f"""query($id: ID!) {{ node(id: $id) {{ ... on Organization {{ name billing {{ {BILLING_FIELDS} }} }} }} }}"""
-CREATE_ORG = """mutation($name: String!) { createOrganization(input: {name: $name}) {
-  organization { id } userErrors { code } } }"""
-
-
-@pytest.fixture
-def stripe_api():
-    fake = FakeStripe()
-    with ThreadServer(fake.app) as server:
-        fake.url = server.url
-        yield fake
 
 
 STRIPE_SETTINGS = {"STRIPE_API_KEY": API_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -60,29 +50,6 @@ def settings(tmp_path, stripe_api):
 def fast_retries(monkeypatch):
     monkeypatch.setattr(stripe.HTTPClient, "INITIAL_DELAY", 0.01)
     monkeypatch.setattr(stripe.HTTPClient, "MAX_DELAY", 0.02)
-
-
-class Org:
-    def __init__(self, raw_id, admin, members):
-        self.raw_id, self.id, self.admin, self.members = raw_id, to_global_id("Organization", raw_id), admin, members
-
-
-@pytest.fixture
-def make_org(gql, make_user, db):
-    async def make(name="Lagos Training Co", members=1):
-        admin = await make_user("user")
-        body = await gql(CREATE_ORG, {"name": name}, token=admin.token)
-        assert body["data"]["createOrganization"]["userErrors"] == [], body
-        raw = await db.fetchval("SELECT organization_id FROM users WHERE id = $1", admin.raw_id)
-        people = []
-        for _ in range(members):
-            member = await make_user("user")
-            await db.execute("UPDATE users SET organization_id = $1, org_role = 'member' WHERE id = $2",
-                             raw, member.raw_id)
-            people.append(member)
-        return Org(raw, admin, people)
-
-    return make
 
 
 def checkout_input(plan="PRO", **over):
@@ -130,12 +97,12 @@ async def plan_of(db, org):
 # ---------------------------------------------------------------- checkout
 
 
-async def test_checkout_creates_the_customer_once_and_returns_the_checkout_page(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_checkout_creates_the_customer_once_and_returns_the_checkout_page(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     url = await checkout(gql, org, "PRO")
     assert url.startswith("https://checkout.stripe.com/c/pay/cs_test_")
     (customer_id, customer), = stripe_api.customers.items()
-    assert customer["metadata"] == {"organization_id": str(org.raw_id)} and customer["name"] == "Lagos Training Co"
+    assert customer["metadata"] == {"organization_id": str(org.raw_id)} and customer["name"] == "Lagos Motors"
     assert await db.fetchval("SELECT stripe_customer_id FROM organizations WHERE id = $1", org.raw_id) == customer_id
 
     (path, params, key), = [c for c in stripe_api.calls if c[0] == "/v1/checkout/sessions"]
@@ -161,16 +128,16 @@ async def test_checkout_creates_the_customer_once_and_returns_the_checkout_page(
     assert local["data"]["startPlanCheckout"]["userErrors"] == []
 
 
-async def test_concurrent_first_checkouts_make_one_customer(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_concurrent_first_checkouts_make_one_customer(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     results = await asyncio.gather(*(gql(CHECKOUT, checkout_input(), token=org.admin.token) for _ in range(4)))
     assert all(r["data"]["startPlanCheckout"]["userErrors"] == [] for r in results)
     assert len(stripe_api.customers) == 1 and len(stripe_api.checkout_sessions) == 4
 
 
 async def test_only_the_organizations_admins_start_a_checkout_and_bad_input_writes_nothing(
-        gql, make_org, make_user, stripe_api, db):
-    org, rival = await make_org(), await make_org("Rival Sales Academy")
+        gql, make_organization, make_user, stripe_api, db):
+    org, rival = await make_organization(), await make_organization("Rival Sales Academy")
     refused = await gql(CHECKOUT, checkout_input(), token=org.members[0].token)
     assert refused["data"]["startPlanCheckout"]["userErrors"][0]["code"] == "NOT_ORGANIZATION_ADMIN"
     foreign = await gql(CHECKOUT, checkout_input(organizationId=org.id), token=rival.admin.token)
@@ -196,8 +163,8 @@ async def test_only_the_organizations_admins_start_a_checkout_and_bad_input_writ
     assert [c["metadata"]["organization_id"] for c in stripe_api.customers.values()] == [str(rival.raw_id)]
 
 
-async def test_an_organization_with_a_live_subscription_uses_the_portal(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_an_organization_with_a_live_subscription_uses_the_portal(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     none_yet = await gql(PORTAL, {"input": {"returnUrl": CANCEL}}, token=org.admin.token)
     assert none_yet["data"]["openBillingPortal"]["userErrors"][0]["code"] == "NO_BILLING_ACCOUNT"
     await subscribed(gql, stripe_api, org, "BASIC")
@@ -214,8 +181,8 @@ async def test_an_organization_with_a_live_subscription_uses_the_portal(gql, mak
     assert bad["data"]["openBillingPortal"]["userErrors"][0]["field"] == ["input", "returnUrl"]
 
 
-async def test_a_failed_checkout_keeps_the_new_customer_for_the_next_try(gql, make_org, stripe_api, db, fast_retries):
-    org = await make_org()
+async def test_a_failed_checkout_keeps_the_new_customer_for_the_next_try(gql, make_organization, stripe_api, db, fast_retries):
+    org = await make_organization()
     stripe_api.fail_paths["/v1/checkout/sessions"] = 3  # beyond the SDK's two retries
     body = await gql(CHECKOUT, checkout_input(), token=org.admin.token)
     assert body["data"]["startPlanCheckout"] == {
@@ -226,8 +193,8 @@ async def test_a_failed_checkout_keeps_the_new_customer_for_the_next_try(gql, ma
     assert await checkout(gql, org) and len(stripe_api.customers) == 1
 
 
-async def test_without_stripe_or_a_price_checkout_says_so(tmp_path, database_url, clock, gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_without_stripe_or_a_price_checkout_says_so(tmp_path, database_url, clock, gql, make_organization, stripe_api, db):
+    org = await make_organization()
     for overrides in ({}, {**STRIPE_SETTINGS, "STRIPE_API_BASE": stripe_api.url, "STRIPE_PRICE_PRO": ""}):
         with LiveServer(make_settings(tmp_path, **overrides), database_url, clock) as live:
             client = GraphQLClient(live.url)
@@ -249,9 +216,9 @@ async def test_without_stripe_or_a_price_checkout_says_so(tmp_path, database_url
 # ---------------------------------------------------------------- webhooks
 
 
-async def test_a_paid_checkout_moves_the_organization_to_its_plan(gql, make_org, stripe_api, db, caplog):
+async def test_a_paid_checkout_moves_the_organization_to_its_plan(gql, make_organization, stripe_api, db, caplog):
     caplog.set_level(logging.DEBUG)
-    org = await make_org()
+    org = await make_organization()
     await db.execute("UPDATE minute_quotas SET used_minutes = 45 WHERE organization_id = $1", org.raw_id)
     subscription = await subscribed(gql, stripe_api, org, "PRO")
     assert await plan_of(db, org) == "pro"
@@ -277,8 +244,8 @@ async def test_a_paid_checkout_moves_the_organization_to_its_plan(gql, make_org,
         assert secret not in caplog.text
 
 
-async def test_a_replayed_event_applies_once(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_a_replayed_event_applies_once(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     subscription = await subscribed(gql, stripe_api, org, "PRO")
     now = int(time.time()) + 5
     downgrade = stripe_api.subscription(subscription["customer"], PRICE_BASIC, subscription_id=subscription["id"])
@@ -294,8 +261,8 @@ async def test_a_replayed_event_applies_once(gql, make_org, stripe_api, db):
     assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE event_id = 'evt_down'") == 1
 
 
-async def test_an_older_event_arriving_late_changes_nothing(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_an_older_event_arriving_late_changes_nothing(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     start = int(time.time())
     subscription = await subscribed(gql, stripe_api, org, "BASIC", created=start)
     upgraded = stripe_api.subscription(subscription["customer"], PRICE_PRO, subscription_id=subscription["id"])
@@ -314,8 +281,8 @@ async def test_an_older_event_arriving_late_changes_nothing(gql, make_org, strip
     assert await db.fetchval("SELECT count(*) FROM billing_subscriptions") == 1
 
 
-async def test_a_deleted_subscription_goes_back_to_free(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_a_deleted_subscription_goes_back_to_free(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     subscription = await subscribed(gql, stripe_api, org, "PRO")
     await db.execute("UPDATE minute_quotas SET used_minutes = 700 WHERE organization_id = $1", org.raw_id)
     await delivered(gql, "customer.subscription.deleted", dict(subscription, status="canceled"),
@@ -328,8 +295,8 @@ async def test_a_deleted_subscription_goes_back_to_free(gql, make_org, stripe_ap
     assert await checkout(gql, org, "BASIC")
 
 
-async def test_unpaid_or_past_due_subscriptions(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_unpaid_or_past_due_subscriptions(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     subscription = await subscribed(gql, stripe_api, org, "BASIC")
     now = int(time.time())
     await delivered(gql, "customer.subscription.updated", dict(subscription, status="past_due"), created=now + 1)
@@ -338,8 +305,8 @@ async def test_unpaid_or_past_due_subscriptions(gql, make_org, stripe_api, db):
     assert await plan_of(db, org) == "free" and (await quota(db, org))["total_minutes"] == 60
 
 
-async def test_invoice_paid_starts_a_new_period_only_once(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_invoice_paid_starts_a_new_period_only_once(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     subscription = await subscribed(gql, stripe_api, org, "BASIC")
     start = subscription["items"]["data"][0]["current_period_start"]
     month = 30 * 86400
@@ -359,8 +326,8 @@ async def test_invoice_paid_starts_a_new_period_only_once(gql, make_org, stripe_
     assert (used, int(period_end.timestamp())) == (42, start + 2 * month)
 
 
-async def test_trial_ending_is_recorded(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_trial_ending_is_recorded(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     trial_end = int(time.time()) + 3 * 86400
     await checkout(gql, org, "PRO")
     session, subscription = stripe_api.complete_checkout(list(stripe_api.checkout_sessions)[-1], status="trialing")
@@ -377,8 +344,8 @@ async def test_trial_ending_is_recorded(gql, make_org, stripe_api, db):
     assert billing["trialEndsAt"].startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(trial_end)))
 
 
-async def test_events_for_no_organization_of_ours_are_acknowledged_and_logged(gql, make_org, stripe_api, db, caplog):
-    org = await make_org()
+async def test_events_for_no_organization_of_ours_are_acknowledged_and_logged(gql, make_organization, stripe_api, db, caplog):
+    org = await make_organization()
     stranger = stripe_api.subscription("cus_someone_else", PRICE_PRO)
     caplog.set_level(logging.WARNING)
     for event_type, obj in [
@@ -404,8 +371,8 @@ async def test_events_for_no_organization_of_ours_are_acknowledged_and_logged(gq
     assert await plan_of(db, org) == "free" and "sells no plan here" in caplog.text
 
 
-async def test_forged_billing_webhooks_are_refused(gql, make_org, stripe_api, db):
-    org = await make_org()
+async def test_forged_billing_webhooks_are_refused(gql, make_organization, stripe_api, db):
+    org = await make_organization()
     await checkout(gql, org, "PRO")
     customer = next(iter(stripe_api.customers))
     subscription = stripe_api.subscription(customer, PRICE_PRO)
@@ -423,8 +390,8 @@ async def test_forged_billing_webhooks_are_refused(gql, make_org, stripe_api, db
 # ---------------------------------------------------------------- minutes and tenancy
 
 
-async def test_platform_admins_allocate_minutes_audited(gql, make_org, make_user, stripe_api, db):
-    org = await make_org()
+async def test_platform_admins_allocate_minutes_audited(gql, make_organization, make_user, stripe_api, db):
+    org = await make_organization()
     admin = await make_user("admin")
     body = await gql(SET_QUOTA, {"input": {"organizationId": org.id, "totalMinutes": 5000, "reason": "Pilot"}},
                      token=admin.token)
@@ -463,8 +430,8 @@ async def test_platform_admins_allocate_minutes_audited(gql, make_org, make_user
     assert billing["cancelAtPeriodEnd"] is True and billing["minutesTotal"] == 800
 
 
-async def test_billing_is_visible_to_the_organization_only(gql, make_org, make_user, stripe_api, db):
-    org, rival = await make_org(), await make_org("Rival Sales Academy")
+async def test_billing_is_visible_to_the_organization_only(gql, make_organization, make_user, stripe_api, db):
+    org, rival = await make_organization(), await make_organization("Rival Sales Academy")
     await subscribed(gql, stripe_api, org, "PRO")
     for account in (org.admin, org.members[0], await make_user("admin")):
         node = (await gql(ORG_BILLING, {"id": org.id}, token=account.token))["data"]["node"]
@@ -477,8 +444,8 @@ async def test_billing_is_visible_to_the_organization_only(gql, make_org, make_u
     assert (own["plan"], own["subscriptionStatus"], own["minutesTotal"]) == ("FREE", None, 60)
 
 
-async def test_billing_of_many_organizations_is_one_statement(gql, make_org, make_user, server, stripe_api):
-    orgs = [await make_org(f"Org {i}", members=0) for i in range(4)]
+async def test_billing_of_many_organizations_is_one_statement(gql, make_organization, make_user, server, stripe_api):
+    orgs = [await make_organization(f"Org {i}", members=0) for i in range(4)]
     admin = await make_user("admin")
     query = "query { " + " ".join(
         f'o{i}: node(id: "{o.id}") {{ ... on Organization {{ billing {{ minutesTotal subscriptionStatus }} }} }}'
@@ -518,8 +485,8 @@ async def product_scenario(gql, admin):
     return body["data"]["createScenario"]["scenario"]["id"]
 
 
-async def test_a_downgrade_mid_session_applies_cleanly_and_the_session_completes(gql, make_org, stripe_api, db, clock):
-    org = await make_org()
+async def test_a_downgrade_mid_session_applies_cleanly_and_the_session_completes(gql, make_organization, stripe_api, db, clock):
+    org = await make_organization()
     subscription = await subscribed(gql, stripe_api, org, "PRO")
     await delivered(gql, "invoice.paid", FakeStripe.invoice(subscription))
     trainee = org.members[0]
@@ -553,7 +520,7 @@ VOICE = "mutation($id: ID!) { createVoiceSession(sessionId: $id) { ephemeralKey 
 
 
 async def test_a_downgrade_by_webhook_stops_voice_turns_and_the_session_still_completes(
-        tmp_path, database_url, clock, fake_openai, make_org, gql, stripe_api, db):
+        tmp_path, database_url, clock, fake_openai, make_organization, gql, stripe_api, db):
     from tests.fakes.openai_server import API_KEY as OPENAI_KEY
 
     settings = make_settings(tmp_path, STRIPE_API_BASE=stripe_api.url, OPENAI_API_KEY=OPENAI_KEY,
@@ -561,7 +528,7 @@ async def test_a_downgrade_by_webhook_stops_voice_turns_and_the_session_still_co
     with LiveServer(settings, database_url, clock) as live:
         client = GraphQLClient(live.url)
         try:
-            org = await make_org()
+            org = await make_organization()
             subscription = await subscribed(client, stripe_api, org, "PRO")
             trainee = org.members[0]
             session_id = (await client(START, {"id": await product_scenario(client, org.admin)}, token=trainee.token)
@@ -586,12 +553,12 @@ async def test_a_downgrade_by_webhook_stops_voice_turns_and_the_session_still_co
             await client.close()
 
 
-async def test_unbilled_organizations_get_their_minutes_back_every_period(gql, make_org, stripe_api, db, server, clock):
+async def test_unbilled_organizations_get_their_minutes_back_every_period(gql, make_organization, stripe_api, db, server, clock):
     """FREE organizations have no invoices: a job (every process, SKIP LOCKED) starts their
     period and resets the minutes used when it ends; a subscribed organization waits for Stripe."""
     from forecourt import jobs
 
-    free, paid = await make_org("Free Co"), await make_org("Paid Co")
+    free, paid = await make_organization("Free Co"), await make_organization("Paid Co")
     await subscribed(gql, stripe_api, paid, "BASIC")
     for org in (free, paid):
         await db.execute("UPDATE minute_quotas SET used_minutes = 50, period_end = NULL WHERE organization_id = $1",

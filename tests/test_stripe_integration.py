@@ -16,17 +16,8 @@ from forecourt.domain.errors import DomainError
 from forecourt.integrations.stripe import Stripe, WebhookRejected, to_minor_units
 from tests.conftest import make_settings
 from tests.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe
-from tests.harness import ThreadServer
 
 METADATA = {"user_id": "7f9c24e8-3b12-4f6a-9c1d-5e8a2b7c4d10", "payment_id": "pay-1"}
-
-
-@pytest.fixture
-def stripe_api():
-    fake = FakeStripe()
-    with ThreadServer(fake.app) as server:
-        fake.url = server.url
-        yield fake
 
 
 @pytest.fixture

@@ -29,8 +29,6 @@ CANCEL = f"mutation($id: ID!) {{ cancelTrainingSession(input: {{sessionId: $id}}
 OVERRIDE = f"""mutation($id: ID!, $score: Float!, $reason: String!) {{
   overrideTrainingScore(input: {{sessionId: $id, score: $score, reason: $reason}}) {{ {PAYLOAD} }} }}"""
 SESSION = f"query($id: ID!) {{ trainingSession(id: $id) {{ {SESSION_FIELDS} }} }}"
-CREATE_ORG = """mutation($name: String!) { createOrganization(input: {name: $name}) {
-  organization { id } userErrors { code } } }"""
 PERSONA = """mutation($input: CreateBuyerPersonaInput!) { createBuyerPersona(input: $input) {
   persona { id type priorities } userErrors { field code message } } }"""
 PRODUCT = """mutation($input: CreateTrainingProductInput!) { createTrainingProduct(input: $input) {
@@ -67,34 +65,6 @@ WEAK = [
 ]
 
 
-class Team:
-    """An organization with an admin (its manager) and trainees."""
-
-    def __init__(self, org_id, admin, members):
-        self.org_id, self.admin, self.members = org_id, admin, members
-
-
-@pytest.fixture
-def make_team(gql, make_user, db):
-    async def make(name="Lagos Motors", members=2, plan="free", minutes=None):
-        admin = await make_user("user")
-        body = await gql(CREATE_ORG, {"name": name}, token=admin.token)
-        assert body["data"]["createOrganization"]["userErrors"] == [], body
-        org_id = await db.fetchval("SELECT organization_id FROM users WHERE id = $1", admin.raw_id)
-        await db.execute("UPDATE organizations SET plan = $1 WHERE id = $2", plan, org_id)
-        if minutes is not None:
-            await db.execute("UPDATE minute_quotas SET total_minutes = $1 WHERE organization_id = $2", minutes, org_id)
-        people = []
-        for _ in range(members):
-            member = await make_user("user")
-            await db.execute("UPDATE users SET organization_id = $1, org_role = 'member' WHERE id = $2",
-                             org_id, member.raw_id)
-            people.append(member)
-        return Team(org_id, admin, people)
-
-    return make
-
-
 async def explorer_scenario(gql, db, admin, **over):
     """A dealership scenario (seed 000) on a catalog Ford Explorer, created through the API."""
     entry = (await db.fetchval("SELECT id FROM vehicle_catalog WHERE model = 'Explorer'")
@@ -129,8 +99,8 @@ async def run_session(gql, trainee, scenario_id, lines, clock=None, sale=None):
     return completed["data"]["completeTrainingSession"]["session"]
 
 
-async def test_content_management_presets_validation_and_tenancy(gql, make_team, make_user, db):
-    team, rival = await make_team(), await make_team("Abuja Autos")
+async def test_content_management_presets_validation_and_tenancy(gql, make_organization, make_user, db):
+    team, rival = await make_organization(members=2), await make_organization("Abuja Autos", members=2)
     scenario = await explorer_scenario(gql, db, team.admin)
     assert scenario["rubric"] == [{"metric": "productKnowledge", "weight": 0.25},
                                   {"metric": "needsAssessment", "weight": 0.3},
@@ -192,8 +162,8 @@ async def test_content_management_presets_validation_and_tenancy(gql, make_team,
     assert shared["data"]["createScenario"]["scenario"]["id"] in [e["node"]["id"] for e in listed["data"]["scenarios"]["edges"]]
 
 
-async def test_a_session_is_scored_with_reasons_charged_and_then_immutable(gql, make_team, db, clock):
-    team = await make_team()
+async def test_a_session_is_scored_with_reasons_charged_and_then_immutable(gql, make_organization, db, clock):
+    team = await make_organization(members=2)
     scenario = await explorer_scenario(gql, db, team.admin)
     trainee = team.members[0]
     session = await run_session(gql, trainee, scenario["id"], STRONG, clock)
@@ -211,7 +181,7 @@ async def test_a_session_is_scored_with_reasons_charged_and_then_immutable(gql, 
 
     # Minutes: 100 seconds is 2 started minutes, charged once to the organization.
     assert await db.fetchval("SELECT minutes_used FROM usage_records") == 2
-    assert await db.fetchval("SELECT used_minutes FROM minute_quotas WHERE organization_id = $1", team.org_id) == 2
+    assert await db.fetchval("SELECT used_minutes FROM minute_quotas WHERE organization_id = $1", team.raw_id) == 2
 
     # Completed sessions are immutable: through the API and in the database.
     again = await gql(APPEND, {"id": session["id"], "role": "trainee", "text": "one more thing"}, token=trainee.token)
@@ -233,8 +203,8 @@ async def test_a_session_is_scored_with_reasons_charged_and_then_immutable(gql, 
     assert weak["scoreChange"] == pytest.approx(weak["overallScore"] - session["overallScore"], abs=0.11)
 
 
-async def test_bad_turns_and_foreign_sessions_write_nothing(gql, make_team, db):
-    team, rival = await make_team(), await make_team("Rival")
+async def test_bad_turns_and_foreign_sessions_write_nothing(gql, make_organization, db):
+    team, rival = await make_organization(members=2), await make_organization("Rival", members=2)
     scenario = await explorer_scenario(gql, db, team.admin)
     trainee = team.members[0]
     started = (await gql(START, {"id": scenario["id"]}, token=trainee.token))["data"]["startTrainingSession"]["session"]
@@ -259,8 +229,8 @@ async def test_bad_turns_and_foreign_sessions_write_nothing(gql, make_team, db):
     assert late["data"]["appendTranscript"]["userErrors"][0]["code"] == "SESSION_CANCELLED"
 
 
-async def test_minute_quota_refuses_starts_and_caps_a_running_session(gql, make_team, make_user, db, clock):
-    team = await make_team(minutes=3)
+async def test_minute_quota_refuses_starts_and_caps_a_running_session(gql, make_organization, make_user, db, clock):
+    team = await make_organization(members=2, minutes=3)
     scenario = await explorer_scenario(gql, db, team.admin)
     trainee = team.members[0]
     started = (await gql(START, {"id": scenario["id"]}, token=trainee.token))["data"]["startTrainingSession"]["session"]
@@ -271,7 +241,7 @@ async def test_minute_quota_refuses_starts_and_caps_a_running_session(gql, make_
     assert await db.fetchval("SELECT count(*) FROM training_turns") == 1
     done = await gql(COMPLETE, {"id": started["id"]}, token=trainee.token)  # the score is still given
     assert done["data"]["completeTrainingSession"]["session"]["status"] == "COMPLETED"
-    assert await db.fetchval("SELECT used_minutes FROM minute_quotas WHERE organization_id = $1", team.org_id) == 4
+    assert await db.fetchval("SELECT used_minutes FROM minute_quotas WHERE organization_id = $1", team.raw_id) == 4
 
     refused = await gql(START, {"id": scenario["id"]}, token=team.members[1].token)
     assert refused["data"]["startTrainingSession"]["userErrors"][0]["code"] == "QUOTA_EXHAUSTED"
@@ -281,8 +251,8 @@ async def test_minute_quota_refuses_starts_and_caps_a_running_session(gql, make_
     assert loner["data"]["startTrainingSession"]["userErrors"][0]["code"] == "NO_ORGANIZATION"
 
 
-async def test_manager_override_keeps_the_original_and_is_audited(gql, make_team, db, clock):
-    team = await make_team()
+async def test_manager_override_keeps_the_original_and_is_audited(gql, make_organization, db, clock):
+    team = await make_organization(members=2)
     scenario = await explorer_scenario(gql, db, team.admin)
     trainee = team.members[0]
     session = await run_session(gql, trainee, scenario["id"], WEAK, clock)
@@ -303,8 +273,8 @@ async def test_manager_override_keeps_the_original_and_is_audited(gql, make_team
     assert progress["data"]["trainingProgress"]["averageScore"] == 55  # analytics use the review
 
 
-async def test_progress_leaderboard_and_isolation_in_one_statement_each(gql, make_team, db, clock, server):
-    team, rival = await make_team(members=3), await make_team("Rival")
+async def test_progress_leaderboard_and_isolation_in_one_statement_each(gql, make_organization, db, clock, server):
+    team, rival = await make_organization(members=3), await make_organization("Rival", members=2)
     scenario = await explorer_scenario(gql, db, team.admin)
     star, steady, novice = team.members
     for _ in range(5):
@@ -361,8 +331,8 @@ async def next_event(ws):
     return message["payload"]["data"]["trainingSessionEvents"]
 
 
-async def test_live_events_throttle_scores_replay_and_complete(gql, make_team, db, clock, server):
-    team = await make_team()
+async def test_live_events_throttle_scores_replay_and_complete(gql, make_organization, db, clock, server):
+    team = await make_organization(members=2)
     scenario = await explorer_scenario(gql, db, team.admin)
     trainee = team.members[0]
     session_id = (await gql(START, {"id": scenario["id"]}, token=trainee.token))["data"]["startTrainingSession"]["session"]["id"]
@@ -395,7 +365,7 @@ async def test_live_events_throttle_scores_replay_and_complete(gql, make_team, d
     finally:
         await late.close()
     # Another company cannot listen in.
-    rival = await make_team("Rival")
+    rival = await make_organization("Rival", members=2)
     spy = await open_events(server.ws_url, rival.admin.token, session_id)
     try:
         message = await asyncio.wait_for(receive(spy), 10)
@@ -405,12 +375,12 @@ async def test_live_events_throttle_scores_replay_and_complete(gql, make_team, d
 
 
 async def test_llm_evaluator_scores_when_configured_and_falls_back_when_it_invents(
-        tmp_path, database_url, clock, fake_openai, make_team, db):
+        tmp_path, database_url, clock, fake_openai, make_organization, db):
     settings = make_settings(tmp_path, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=fake_openai.url)
     with LiveServer(settings, database_url, clock) as live:
         client = GraphQLClient(live.url)
         try:
-            team = await make_team()
+            team = await make_organization(members=2)
             scenario = await explorer_scenario(client, db, team.admin)
             trainee = team.members[0]
             scored = await run_session(client, trainee, scenario["id"], STRONG, clock)
@@ -438,12 +408,12 @@ VOICE = "mutation($id: ID!) { createVoiceSession(sessionId: $id) { ephemeralKey 
 
 
 async def test_voice_is_pro_only_and_a_downgrade_stops_it_mid_session(
-        tmp_path, database_url, clock, fake_openai, make_team, db, caplog):
+        tmp_path, database_url, clock, fake_openai, make_organization, db, caplog):
     settings = make_settings(tmp_path, OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=fake_openai.url)
     with LiveServer(settings, database_url, clock) as live:
         client = GraphQLClient(live.url)
         try:
-            free, pro = await make_team("Free Motors"), await make_team("Pro Motors", plan="pro")
+            free, pro = await make_organization("Free Motors", members=2), await make_organization("Pro Motors", members=2, plan="pro")
             scenario = await explorer_scenario(client, db, pro.admin)
             on_free = await explorer_scenario(client, db, free.admin)
             free_session = (await client(START, {"id": on_free["id"]}, token=free.members[0].token)
@@ -467,7 +437,7 @@ async def test_voice_is_pro_only_and_a_downgrade_stops_it_mid_session(
             ok = await client(APPEND, {"id": session_id, "role": "trainee", "text": "Welcome! What brings you in?"},
                               token=trainee.token)
             assert ok["data"]["appendTranscript"]["userErrors"] == []
-            await db.execute("UPDATE organizations SET plan = 'basic' WHERE id = $1", pro.org_id)  # downgraded
+            await db.execute("UPDATE organizations SET plan = 'basic' WHERE id = $1", pro.raw_id)  # downgraded
             cut = await client(APPEND, {"id": session_id, "role": "customer", "text": "A bigger car."}, token=trainee.token)
             assert cut["data"]["appendTranscript"]["userErrors"][0]["code"] == "PLAN_REQUIRED"
             assert await db.fetchval("SELECT count(*) FROM training_turns") == 1  # nothing partial
@@ -479,8 +449,8 @@ async def test_voice_is_pro_only_and_a_downgrade_stops_it_mid_session(
             await client.close()
 
 
-async def test_voice_without_openai_says_so(gql, make_team, db):
-    team = await make_team(plan="pro")
+async def test_voice_without_openai_says_so(gql, make_organization, db):
+    team = await make_organization(members=2, plan="pro")
     scenario = await explorer_scenario(gql, db, team.admin)
     session_id = (await gql(START, {"id": scenario["id"]}, token=team.members[0].token)
                   )["data"]["startTrainingSession"]["session"]["id"]
@@ -489,9 +459,9 @@ async def test_voice_without_openai_says_so(gql, make_team, db):
     assert await db.fetchval("SELECT mode FROM training_sessions") == "text"
 
 
-async def test_concurrent_starts_never_overdraw_the_quota(gql, make_team, make_user, db):
+async def test_concurrent_starts_never_overdraw_the_quota(gql, make_organization, make_user, db):
     """Three minutes left and twelve trainees pressing start at once: three sessions start."""
-    team = await make_team(members=12, minutes=3)
+    team = await make_organization(members=12, minutes=3)
     scenario = await explorer_scenario(gql, db, team.admin)
     results = await asyncio.gather(*(gql(START, {"id": scenario["id"]}, token=m.token) for m in team.members))
     codes = [r["data"]["startTrainingSession"]["userErrors"][0]["code"]
@@ -504,8 +474,8 @@ LIMIT = """mutation($user: ID!, $minutes: Int) { setMemberMinuteLimit(input: {us
   limit { limitMinutes usedMinutes minutesRemaining user { id } } userErrors { field code message } } }"""
 
 
-async def test_admins_cap_a_members_minutes(gql, make_team, db, clock):
-    team, rival = await make_team(members=2), await make_team("Rival")
+async def test_admins_cap_a_members_minutes(gql, make_organization, db, clock):
+    team, rival = await make_organization(members=2), await make_organization("Rival", members=2)
     scenario = await explorer_scenario(gql, db, team.admin)
     capped, free = team.members
 

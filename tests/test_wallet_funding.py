@@ -7,20 +7,12 @@ import time
 import pytest
 
 from tests.conftest import make_settings
-from tests.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe
-from tests.harness import GraphQLClient, LiveServer, ThreadServer
+from tests.fakes.stripe_server import API_KEY, WEBHOOK_SECRET
+from tests.harness import GraphQLClient, LiveServer
 
 FUND = """mutation($amount: Money!) { fundWallet(input: {amount: $amount}) {
   clientSecret paymentIntentId userErrors { field code message } } }"""
 WALLET = "{ me { wallet { balance transactions { totalCount edges { node { type amount } } } } } }"
-
-
-@pytest.fixture
-def stripe_api():
-    fake = FakeStripe()
-    with ThreadServer(fake.app) as server:
-        fake.url = server.url
-        yield fake
 
 
 @pytest.fixture
