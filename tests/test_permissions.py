@@ -78,6 +78,16 @@ def sample(operation: str) -> tuple[str, dict]:
         "Mutation.fundWallet": ('mutation { fundWallet(input: {amount: "1.00"}) { userErrors { code } } }', {}),
         "Mutation.adjustWallet": (
             'mutation { adjustWallet(input: {userId: "eA", amount: "1.00", reason: "r"}) { userErrors { code } } }', {}),
+        "Query.organizationInvitations": ("{ organizationInvitations { id } }", {}),
+        "Mutation.inviteToOrganization": (
+            'mutation { inviteToOrganization(input: {email: "x@example.com"}) { userErrors { code } } }', {}),
+        "Mutation.acceptOrganizationInvitation": (
+            'mutation { acceptOrganizationInvitation(input: {invitationId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.declineOrganizationInvitation": (
+            'mutation { declineOrganizationInvitation(input: {invitationId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.removeOrganizationMember": (
+            'mutation { removeOrganizationMember(input: {userId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.leaveOrganization": ("mutation { leaveOrganization { userErrors { code } } }", {}),
         "Query.scenarios": ("{ scenarios { totalCount } }", {}),
         "Query.trainingSession": ('{ trainingSession(id: "eA") { id } }', {}),
         "Query.trainingSessions": ("{ trainingSessions { totalCount } }", {}),

@@ -33,6 +33,13 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.createApiToken": SIGNED_IN,
     "Mutation.revokeApiToken": SIGNED_IN,
     "Mutation.createOrganization": SIGNED_IN,
+    # membership: the services check organization roles (admins invite and remove)
+    "Query.organizationInvitations": SIGNED_IN,
+    "Mutation.inviteToOrganization": SIGNED_IN,
+    "Mutation.acceptOrganizationInvitation": SIGNED_IN,
+    "Mutation.declineOrganizationInvitation": SIGNED_IN,
+    "Mutation.removeOrganizationMember": SIGNED_IN,
+    "Mutation.leaveOrganization": SIGNED_IN,
     # plans: organization admins for their own (checked per organization in the service)
     "Mutation.startPlanCheckout": SIGNED_IN,
     "Mutation.openBillingPortal": SIGNED_IN,

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from forecourt.domain.organizations import PlanTier
+import uuid
+
+from sqlalchemy import func, select
+
+from forecourt.db.models import MinuteQuota, Organization, OrganizationInvitation, User
+from forecourt.db.pagination import count, keyset_page, page_size
+from forecourt.domain.organizations import OrgRole, PlanTier
 from forecourt.loaders.organizations import OrganizationRow
 from forecourt.resolvers.base import optional, run_mutation
 from forecourt.schema.context import Context
 from forecourt.schema.organizations import (
     CreateOrganizationInput,
+    InviteToOrganizationInput,
+    LeaveOrganizationPayload,
     OpenBillingPortalInput,
     OpenBillingPortalPayload,
+    OrganizationInvitationInput,
+    OrganizationInvitationPayload,
+    OrganizationInvitationType,
     OrganizationPayload,
     OrganizationType,
+    RemoveOrganizationMemberInput,
     SetMinuteQuotaInput,
     StartPlanCheckoutInput,
     StartPlanCheckoutPayload,
 )
-from forecourt.schema.relay import from_global_id
+from forecourt.schema.relay import connection, from_global_id
 from forecourt.services import billing
 from forecourt.services import organizations as service
 
@@ -67,3 +79,83 @@ async def set_minute_quota(ctx: Context, data: SetMinuteQuotaInput) -> Organizat
         return {"organization": OrganizationType.from_row(OrganizationRow(org, remaining))}
 
     return await run_mutation(ctx, OrganizationPayload, op)
+
+
+# ---------------------------------------------------------------- membership
+
+
+async def members(ctx: Context, organization_id: uuid.UUID, first: int | None, after: str | None):
+    from forecourt.schema.identity import UserType
+
+    size = page_size(first, ctx.settings.default_page_size, ctx.settings.max_page_size)
+    stmt = select(User).where(User.organization_id == organization_id)
+    page = await keyset_page(ctx.reader, stmt, [User.created_at, User.id], first=size, after=after,
+                             descending=False)
+    return connection(page, UserType.from_model, lambda: count(ctx.reader, stmt))
+
+
+async def organization_invitations(ctx: Context) -> list[OrganizationInvitationType]:
+    """Open invitations addressed to the caller's email."""
+    principal = ctx.principal
+    assert principal is not None
+    rows = (await ctx.reader.execute(
+        select(OrganizationInvitation, Organization.name)
+        .join(Organization, Organization.id == OrganizationInvitation.organization_id)
+        .join(User, func.lower(User.email) == OrganizationInvitation.email)
+        .where(User.id == principal.user_id, OrganizationInvitation.status == "pending",
+               OrganizationInvitation.expires_at > ctx.now())
+        .order_by(OrganizationInvitation.created_at)
+    )).all()
+    return [OrganizationInvitationType.from_model(invitation, name) for invitation, name in rows]
+
+
+async def invite_to_organization(ctx: Context, data: InviteToOrganizationInput) -> OrganizationInvitationPayload:
+    async def op(work):
+        invitation = await service.invite_member(work, data.email, OrgRole(data.role.value))
+        org = await work.session.get(Organization, invitation.organization_id)
+        return {"invitation": OrganizationInvitationType.from_model(invitation, org.name)}
+
+    return await run_mutation(ctx, OrganizationInvitationPayload, op)
+
+
+def _invitation_id(raw: str) -> uuid.UUID:
+    return from_global_id(raw, "OrganizationInvitation", ("invitationId",))[1]
+
+
+async def accept_organization_invitation(ctx: Context, data: OrganizationInvitationInput) -> OrganizationPayload:
+    async def op(work):
+        org = await service.accept_invitation(work, _invitation_id(data.invitation_id))
+        return {"organization": OrganizationType.from_row(OrganizationRow(org, await _minutes_left(work, org.id)))}
+
+    return await run_mutation(ctx, OrganizationPayload, op)
+
+
+async def decline_organization_invitation(ctx: Context, data: OrganizationInvitationInput) -> OrganizationInvitationPayload:
+    async def op(work):
+        invitation = await service.decline_invitation(work, _invitation_id(data.invitation_id))
+        org = await work.session.get(Organization, invitation.organization_id)
+        return {"invitation": OrganizationInvitationType.from_model(invitation, org.name)}
+
+    return await run_mutation(ctx, OrganizationInvitationPayload, op)
+
+
+async def remove_organization_member(ctx: Context, data: RemoveOrganizationMemberInput) -> OrganizationPayload:
+    async def op(work):
+        _, user_id = from_global_id(data.user_id, "User", ("userId",))
+        org = await service.remove_member(work, user_id)
+        return {"organization": OrganizationType.from_row(OrganizationRow(org, await _minutes_left(work, org.id)))}
+
+    return await run_mutation(ctx, OrganizationPayload, op)
+
+
+async def leave_organization(ctx: Context) -> LeaveOrganizationPayload:
+    async def op(work):
+        await service.leave_organization(work)
+        return {}
+
+    return await run_mutation(ctx, LeaveOrganizationPayload, op, input_path=())
+
+
+async def _minutes_left(work, organization_id: uuid.UUID) -> int:
+    quota = await work.session.scalar(select(MinuteQuota).where(MinuteQuota.organization_id == organization_id))
+    return max(0, quota.total_minutes - quota.used_minutes) if quota else 0

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from forecourt.domain.billing import SubscriptionStatus, current_subscription
-from forecourt.domain.organizations import PlanTier
+from forecourt.domain.organizations import InvitationStatus, OrgRole, PlanTier
 from forecourt.loaders.organizations import BillingRow, OrganizationRow
 from forecourt.schema.errors import UserError
-from forecourt.schema.relay import Node, node_resolver, to_global_id
+from forecourt.schema.relay import Connection, Node, node_resolver, to_global_id
+
+if TYPE_CHECKING:
+    from forecourt.schema.identity import UserType
 
 PlanTierEnum = strawberry.enum(PlanTier, name="PlanTier")
+OrgRoleEnum = strawberry.enum(OrgRole, name="OrganizationRole")
+InvitationStatusEnum = strawberry.enum(InvitationStatus, name="InvitationStatus")
 SubscriptionStatusEnum = strawberry.enum(
     SubscriptionStatus, name="SubscriptionStatus", description="Stripe's status of a plan subscription."
 )
@@ -58,6 +64,14 @@ class OrganizationType(Node):
     async def billing(self, info: strawberry.Info) -> OrganizationBillingType:
         row = await info.context.loaders.billing_by_organization.load(self.organization_id)
         return OrganizationBillingType.from_rows(self.plan, self.trial_ends_at, row or BillingRow(0, 0, None, ()))
+
+    @strawberry.field(description="The organization's people (its members and platform admins).")
+    async def members(
+        self, info: strawberry.Info, first: int | None = 20, after: str | None = strawberry.UNSET
+    ) -> Connection[Annotated[UserType, strawberry.lazy("forecourt.schema.identity")]]:
+        from forecourt.resolvers.organizations import members
+
+        return await members(info.context, self.organization_id, first, None if after is strawberry.UNSET else after)
 
     @classmethod
     def from_row(cls, row: OrganizationRow) -> OrganizationType:
@@ -136,3 +150,45 @@ class SetMinuteQuotaInput:
     organization_id: strawberry.ID
     total_minutes: int = strawberry.field(description="Training minutes for the current period, 0 or more.")
     reason: str | None = strawberry.UNSET
+
+
+@strawberry.type(name="OrganizationInvitation")
+class OrganizationInvitationType(Node):
+    email: str
+    role: OrgRoleEnum
+    status: InvitationStatusEnum
+    organization_name: str = strawberry.field(description="Who invites you (you see no more until you join).")
+    expires_at: datetime
+
+    @classmethod
+    def from_model(cls, invitation, organization_name: str) -> OrganizationInvitationType:
+        return cls(id=to_global_id("OrganizationInvitation", invitation.id), email=invitation.email,
+                   role=OrgRole(invitation.org_role), status=InvitationStatus(invitation.status),
+                   organization_name=organization_name, expires_at=invitation.expires_at)
+
+
+@strawberry.input
+class InviteToOrganizationInput:
+    email: str
+    role: OrgRoleEnum = OrgRole.MEMBER
+
+
+@strawberry.input
+class OrganizationInvitationInput:
+    invitation_id: strawberry.ID
+
+
+@strawberry.input
+class RemoveOrganizationMemberInput:
+    user_id: strawberry.ID
+
+
+@strawberry.type
+class OrganizationInvitationPayload:
+    invitation: OrganizationInvitationType | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class LeaveOrganizationPayload:
+    user_errors: list[UserError]

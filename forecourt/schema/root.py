@@ -161,6 +161,10 @@ class Query:
     ) -> Connection[tt.MemberMinuteLimitType]:
         return await training.member_minute_limits(info.context, first, optional(after))
 
+    @guarded(description="Open invitations to organizations addressed to your email.")
+    async def organization_invitations(self, info: strawberry.Info) -> list[ot.OrganizationInvitationType]:
+        return await organizations.organization_invitations(info.context)
+
     @guarded(description="Your organization's top trainees by average score.")
     async def leaderboard(
         self, info: strawberry.Info, limit: int | None = 10,
@@ -209,6 +213,34 @@ class Mutation:
         self, info: strawberry.Info, input: ot.StartPlanCheckoutInput
     ) -> ot.StartPlanCheckoutPayload:
         return await organizations.start_plan_checkout(info.context, input)
+
+    @guarded_mutation(description="Invite someone by email to your organization (its admins); renews a pending invitation.")
+    async def invite_to_organization(
+        self, info: strawberry.Info, input: ot.InviteToOrganizationInput
+    ) -> ot.OrganizationInvitationPayload:
+        return await organizations.invite_to_organization(info.context, input)
+
+    @guarded_mutation(description="Join the organization that invited your email address.")
+    async def accept_organization_invitation(
+        self, info: strawberry.Info, input: ot.OrganizationInvitationInput
+    ) -> OrganizationPayload:
+        return await organizations.accept_organization_invitation(info.context, input)
+
+    @guarded_mutation
+    async def decline_organization_invitation(
+        self, info: strawberry.Info, input: ot.OrganizationInvitationInput
+    ) -> ot.OrganizationInvitationPayload:
+        return await organizations.decline_organization_invitation(info.context, input)
+
+    @guarded_mutation(description="Take a member out of your organization (its admins; audited).")
+    async def remove_organization_member(
+        self, info: strawberry.Info, input: ot.RemoveOrganizationMemberInput
+    ) -> OrganizationPayload:
+        return await organizations.remove_organization_member(info.context, input)
+
+    @guarded_mutation(description="Leave your organization (its last admin cannot while others remain).")
+    async def leave_organization(self, info: strawberry.Info) -> ot.LeaveOrganizationPayload:
+        return await organizations.leave_organization(info.context)
 
     @guarded_mutation(description="Stripe's Billing Portal to change plan, card or cancel (organization admins).")
     async def open_billing_portal(

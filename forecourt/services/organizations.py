@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from forecourt.db.models import MinuteQuota, Organization, User
+from forecourt.db.models import (
+    MemberMinuteLimit,
+    MinuteQuota,
+    Organization,
+    OrganizationInvitation,
+    User,
+)
 from forecourt.domain import organizations as rules
 from forecourt.domain.billing import check_quota_minutes
 from forecourt.domain.errors import DomainError
+from forecourt.domain.identity import normalize_email
 from forecourt.domain.organizations import OrgRole, PlanTier
 from forecourt.domain.text import clean_text
 from forecourt.services import Work, audit
@@ -66,3 +73,105 @@ async def set_minute_quota(
                  old={"totalMinutes": before}, new={"totalMinutes": total}, reason=reason)
     await work.session.flush()
     return org, quota
+
+
+# ---------------------------------------------------------------- membership
+
+
+def _admin_of_own_organization(work: Work) -> uuid.UUID:
+    actor = work.actor
+    assert actor is not None
+    if actor.organization_id is None:
+        raise DomainError("NO_ORGANIZATION", "You do not belong to an organization")
+    if actor.org_role != OrgRole.ADMIN.value:
+        raise DomainError("NOT_ORGANIZATION_ADMIN", "Only your organization's admins manage its members")
+    return actor.organization_id
+
+
+async def invite_member(work: Work, email: str, role: OrgRole) -> OrganizationInvitation:
+    """An admin invites an email address; inviting it again while pending renews the invitation."""
+    organization_id = _admin_of_own_organization(work)
+    email = normalize_email(email).lower()
+    member = await work.session.scalar(
+        select(User.id).where(func.lower(User.email) == email, User.organization_id == organization_id))
+    if member is not None:
+        raise DomainError("ALREADY_MEMBER", "This person is already a member", ("email",))
+    invitation = await work.session.scalar(
+        select(OrganizationInvitation).where(
+            OrganizationInvitation.organization_id == organization_id, OrganizationInvitation.email == email,
+            OrganizationInvitation.status == rules.InvitationStatus.PENDING.value).with_for_update())
+    if invitation is None:
+        invitation = OrganizationInvitation(id=uuid.uuid4(), organization_id=organization_id, email=email,
+                                            invited_by=work.actor.user_id, org_role=role.value,
+                                            expires_at=work.now + rules.INVITATION_TTL)
+        work.session.add(invitation)
+    else:
+        invitation.org_role, invitation.expires_at = role.value, work.now + rules.INVITATION_TTL
+    await work.session.flush()
+    return invitation
+
+
+async def _my_invitation(work: Work, invitation_id: uuid.UUID) -> tuple[OrganizationInvitation, User]:
+    """The invitation, if it is addressed to the caller (others cannot even tell it exists)."""
+    actor = work.actor
+    assert actor is not None
+    user = await work.session.scalar(select(User).where(User.id == actor.user_id).with_for_update())
+    invitation = await work.session.scalar(
+        select(OrganizationInvitation).where(OrganizationInvitation.id == invitation_id).with_for_update())
+    if invitation is None or user is None or invitation.email != user.email.lower():
+        raise DomainError("NOT_FOUND", "No such invitation", ("invitationId",))
+    return invitation, user
+
+
+async def accept_invitation(work: Work, invitation_id: uuid.UUID) -> Organization:
+    invitation, user = await _my_invitation(work, invitation_id)
+    rules.check_invitation_open(rules.InvitationStatus(invitation.status), invitation.expires_at, work.now)
+    rules.check_can_join(user.organization_id)
+    invitation.status, invitation.responded_at = rules.InvitationStatus.ACCEPTED.value, work.now
+    user.organization_id, user.org_role = invitation.organization_id, invitation.org_role
+    await work.session.flush()
+    org = await work.session.get(Organization, invitation.organization_id)
+    assert org is not None
+    return org
+
+
+async def decline_invitation(work: Work, invitation_id: uuid.UUID) -> OrganizationInvitation:
+    invitation, _ = await _my_invitation(work, invitation_id)
+    rules.check_invitation_open(rules.InvitationStatus(invitation.status), invitation.expires_at, work.now)
+    invitation.status, invitation.responded_at = rules.InvitationStatus.DECLINED.value, work.now
+    await work.session.flush()
+    return invitation
+
+
+async def _leave(work: Work, user: User) -> None:
+    """Take a member out of their organization: its admins and members counted under the
+    organization's row lock, so two admins cannot both leave it without one."""
+    organization_id = user.organization_id
+    await work.session.execute(select(Organization.id).where(Organization.id == organization_id).with_for_update())
+    roles = list(await work.session.scalars(select(User.org_role).where(User.organization_id == organization_id)))
+    rules.check_keeps_an_admin(user.org_role, roles.count(OrgRole.ADMIN.value), len(roles))
+    user.organization_id, user.org_role = None, None
+    await work.session.execute(delete(MemberMinuteLimit).where(MemberMinuteLimit.user_id == user.id))
+    await work.session.flush()
+
+
+async def remove_member(work: Work, user_id: uuid.UUID) -> Organization:
+    """An admin removes a member (audited); their finished sessions stay with the organization."""
+    organization_id = _admin_of_own_organization(work)
+    user = await work.session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None or user.organization_id != organization_id:
+        raise DomainError("NOT_FOUND", "No such member", ("userId",))
+    await _leave(work, user)
+    audit.record(work, "organization.remove_member", target_type="user", target_id=user_id,
+                 old={"organizationId": str(organization_id)}, new=None)
+    org = await work.session.get(Organization, organization_id)
+    assert org is not None
+    return org
+
+
+async def leave_organization(work: Work) -> None:
+    assert work.actor is not None
+    user = await work.session.scalar(select(User).where(User.id == work.actor.user_id).with_for_update())
+    if user is None or user.organization_id is None:
+        raise DomainError("NO_ORGANIZATION", "You do not belong to an organization")
+    await _leave(work, user)

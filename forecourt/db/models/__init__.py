@@ -8,6 +8,7 @@ from forecourt.db.models.organizations import (
     BillingSubscription,
     MinuteQuota,
     Organization,
+    OrganizationInvitation,
 )
 from forecourt.db.models.training import (
     BuyerPersona,
@@ -47,6 +48,7 @@ __all__ = [
     "KycApplication",
     "MinuteQuota",
     "Organization",
+    "OrganizationInvitation",
     "RefreshToken",
     "User",
     "Vehicle",

@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     text,
@@ -76,3 +77,28 @@ class MinuteQuota(Base):
     used_minutes: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = updated_at()
+
+
+class OrganizationInvitation(Base):
+    """An organization admin's invitation to an email address; the invitee accepts it signed in."""
+
+    __tablename__ = "organization_invitations"
+    __table_args__ = (
+        CheckConstraint("org_role IN ('admin','member')", name="org_role"),
+        CheckConstraint("status IN ('pending','accepted','declined')", name="status"),
+        Index("uq_organization_invitations_pending", "organization_id", "email", unique=True,
+              postgresql_where=text("status = 'pending'")),
+        Index("ix_organization_invitations_email", "email"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("organizations.id"), nullable=False
+    )
+    email: Mapped[str] = mapped_column(String(254), nullable=False)
+    org_role: Mapped[str] = mapped_column(String(10), nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False, server_default="pending")
+    invited_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id"), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = created_at()
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
