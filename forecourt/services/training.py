@@ -101,8 +101,6 @@ class ScenarioContext:
     scenario: Scenario
     persona: BuyerPersona
     subject: Subject
-    product: TrainingProduct | None
-    catalog_entry: CatalogEntry | None
 
 
 def vehicle_features(entry: CatalogEntry) -> list[str]:
@@ -118,7 +116,6 @@ def vehicle_features(entry: CatalogEntry) -> list[str]:
 async def scenario_context(work: Work, scenario: Scenario) -> ScenarioContext:
     persona = await work.session.get(BuyerPersona, scenario.persona_id)
     assert persona is not None
-    product = entry = None
     if scenario.product_id is not None:
         product = await work.session.get(TrainingProduct, scenario.product_id)
         assert product is not None
@@ -135,7 +132,7 @@ async def scenario_context(work: Work, scenario: Scenario) -> ScenarioContext:
             features=scenario.key_features or vehicle_features(entry),
             objections=scenario.objections,
         )
-    return ScenarioContext(scenario, persona, subject, product, entry)
+    return ScenarioContext(scenario, persona, subject)
 
 
 def _target_organization(work: Work, organization_id: uuid.UUID | None, *, preset: bool) -> uuid.UUID | None:
