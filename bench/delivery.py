@@ -5,12 +5,13 @@ in the same run.
     .venv/bin/python -m bench.delivery [--subscribers 1000] [--seconds 10] [--burst 100]
 
 Two `forecourt` server processes (REDIS_URL set, so every event crosses Redis) serve
-graphql-transport-ws subscribers (the `websockets` library, each a different signed-in user, half
-on each process, all with one selection that includes the viewer-dependent `isLeading`). One
-bidder places bids over HTTP, alternating between the processes. The latency of a delivery is
-the time from sending the bid's HTTP request to the subscriber's frame being read; the raw
-baseline's is from PUBLISH to the message being read by one of as many plain Redis subscriber
-connections (asyncio protocol, minimal RESP parsing, timestamped on arrival). Phases:
+graphql-transport-ws subscribers (the `websockets` library's Sans-I/O client on asyncio
+protocols; each a different signed-in user, half on each process, all with one selection that
+includes the viewer-dependent `isLeading`). One bidder places bids over HTTP, alternating
+between the processes. The latency of a delivery is the time from sending the bid's HTTP
+request to the subscriber's frame being read; the raw baseline's is from PUBLISH to the message
+being read by one of as many plain Redis subscriber connections (asyncio protocol, minimal RESP
+parsing). Both are timestamped as the bytes arrive. Phases:
 
 1. latency: bids / messages at `--rate` per second (default 5: 5,000 deliveries/s);
 2. sustained: at `--sustained-rate` (default 10: 10,000 deliveries/s), all must arrive;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import os
 import statistics
@@ -37,7 +39,11 @@ from decimal import Decimal
 import httpx
 import orjson
 import uvloop
-import websockets
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from bench.bids import INCREMENT, Connection, arrange
 from tests.harness import EmbeddedPostgres, RedisServer, free_port
@@ -92,57 +98,86 @@ class Arrivals:
         return taken
 
 
-class Subscriber:
-    """One graphql-transport-ws connection subscribed to the auction's events."""
+class Subscriber(asyncio.Protocol):
+    """One graphql-transport-ws connection subscribed to the auction's events: the `websockets`
+    library's Sans-I/O client on an asyncio protocol, so that messages are parsed and
+    timestamped as they arrive (as the raw Redis subscribers' are) rather than after a task
+    switch per message: the load generator shares the machine's two cores with the servers."""
 
-    def __init__(self, url: str, token: str, auction_id: str, arrivals: Arrivals) -> None:
+    def __init__(self, url: str, token: str, auction_id: str, arrivals: Arrivals,
+                 compression: str | None) -> None:
         self.url, self.token, self.auction_id, self.arrivals = url, token, auction_id, arrivals
+        extensions = enable_client_permessage_deflate(None) if compression else None
+        self.protocol = ClientProtocol(parse_uri(url), subprotocols=["graphql-transport-ws"],
+                                       extensions=extensions, max_size=None)
         self.last_sequence: int | None = None
-        self.task: asyncio.Task | None = None
+        self.acknowledged = asyncio.get_running_loop().create_future()
 
     async def open(self) -> None:
-        ws = await websockets.connect(self.url, subprotocols=["graphql-transport-ws"], max_size=None,
-                                      ping_interval=None, open_timeout=60)
-        await ws.send(orjson.dumps({"type": "connection_init",
-                                    "payload": {"Authorization": f"Bearer {self.token}"}}).decode())
-        while orjson.loads(await ws.recv())["type"] != "connection_ack":
-            pass
-        await ws.send(orjson.dumps({"id": "1", "type": "subscribe", "payload": {
-            "query": EVENTS, "variables": {"id": self.auction_id}}}).decode())
-        self.ws = ws
-        self.task = asyncio.create_task(self.read())
+        uri = parse_uri(self.url)
+        await asyncio.get_running_loop().create_connection(lambda: self, uri.host, uri.port)
+        await asyncio.wait_for(self.acknowledged, 60)
+        self.send({"id": "1", "type": "subscribe", "payload": {
+            "query": EVENTS, "variables": {"id": self.auction_id}}})
 
-    async def read(self) -> None:
-        arrivals = self.arrivals
-        clock = time.perf_counter
-        try:
-            async for raw in self.ws:
-                now = clock()
-                message = orjson.loads(raw)
-                kind = message["type"]
-                if kind == "next":
-                    data = message["payload"].get("data")
-                    if not data:
-                        arrivals.problems.append(f"error: {message['payload']}")
-                        return
-                    event = data["auctionEvents"]
-                    sequence = event["sequence"]
-                    if self.last_sequence is not None and sequence != self.last_sequence + 1:
-                        arrivals.problems.append(f"sequence {sequence} after {self.last_sequence}")
-                    self.last_sequence = sequence
-                    arrivals.times.append((event["bid"]["amount"], now))
-                elif kind == "ping":
-                    await self.ws.send('{"type":"pong"}')
-                elif kind in ("error", "complete"):
-                    arrivals.problems.append(f"{kind}: {message}")
-                    return
-        except websockets.ConnectionClosed as err:
-            arrivals.problems.append(f"closed: {err}")
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.protocol.send_request(self.protocol.connect())
+        self.flush()
+
+    def send(self, message: dict) -> None:
+        self.protocol.send_text(orjson.dumps(message))
+        self.flush()
+
+    def flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        protocol = self.protocol
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if isinstance(event, Response):
+                if protocol.handshake_exc is not None:
+                    self.acknowledged.set_exception(protocol.handshake_exc)
+                else:
+                    self.send({"type": "connection_init",
+                               "payload": {"Authorization": f"Bearer {self.token}"}})
+            elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                assert event.fin, "fragmented message"
+                self.message(orjson.loads(event.data), now)
+            elif isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                self.arrivals.problems.append(f"closed: {event.data!r}")
+        self.flush()  # pongs, closes
+
+    def message(self, message: dict, now: float) -> None:
+        kind = message["type"]
+        if kind == "next":
+            data = message["payload"].get("data")
+            if not data:
+                self.arrivals.problems.append(f"error: {message['payload']}")
+                return
+            event = data["auctionEvents"]
+            sequence = event["sequence"]
+            if self.last_sequence is not None and sequence != self.last_sequence + 1:
+                self.arrivals.problems.append(f"sequence {sequence} after {self.last_sequence}")
+            self.last_sequence = sequence
+            self.arrivals.times.append((event["bid"]["amount"], now))
+        elif kind == "connection_ack":
+            self.acknowledged.set_result(None)
+        elif kind == "ping":
+            self.send({"type": "pong"})
+        elif kind in ("error", "complete"):
+            self.arrivals.problems.append(f"{kind}: {message}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.acknowledged.done():
+            self.acknowledged.set_exception(exc or ConnectionError("closed"))
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        await self.ws.close()
+        self.transport.close()
 
 
 class RawSubscriber(asyncio.Protocol):
@@ -204,6 +239,7 @@ class Bidder:
         self.urls, self.token, self.auction_id = urls, token, auction_id
         self.amounts = itertools.count(1)
         self.sent: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
 
     async def open(self) -> None:
         self.conns = []
@@ -218,6 +254,7 @@ class Bidder:
                                                                    "amount": amount}}})
         self.sent[amount] = time.perf_counter()
         status, response = await next(self.turn).post_json("/graphql", body, self.token)
+        self.answered[amount] = time.perf_counter()
         errors = orjson.loads(response)["data"]["placeBid"]["userErrors"]
         assert status == 200 and not errors, response[:300]
 
@@ -267,48 +304,82 @@ async def settle(arrivals: Arrivals, expected: int, timeout: float = 60) -> None
     await asyncio.sleep(0.2)  # anything extra (duplicates) would arrive by now
 
 
-def summarize(sent: dict[str, float], times: list[tuple[str, float]], expected: int) -> dict:
+def summarize(source, times: list[tuple[str, float]], expected: int) -> dict:
+    sent = source.sent
     latencies = sorted((t - sent[key]) * 1000 for key, t in times)
     first = min(sent[key] for key, _ in times)
     last = max(t for _, t in times)
+    per_event: dict[str, list[float]] = {}
+    for key, t in times:
+        per_event.setdefault(key, []).append(t)
+    answered = getattr(source, "answered", {})
     return {
         "delivered": len(times), "expected": expected,
         "p50": statistics.median(latencies), "p99": latencies[int(len(latencies) * 0.99) - 1],
         "max": latencies[-1], "per_second": len(times) / (last - first),
+        # medians over events: the publisher's answer, the first and the last delivery
+        "answer": statistics.median((answered[k] - sent[k]) * 1000 for k in per_event) if answered else 0.0,
+        "first": statistics.median((min(ts) - sent[k]) * 1000 for k, ts in per_event.items()),
+        "last": statistics.median((max(ts) - sent[k]) * 1000 for k, ts in per_event.items()),
     }
 
 
-async def run_phases(name: str, source, arrivals: Arrivals, subscribers: int, args) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+async def run_phases(name: str, source, arrivals: Arrivals, subscribers: int, args,
+                     servers: list[int]) -> dict:
     results = {}
-    source.sent.clear()
-    arrivals.take()
-    count = await paced(source, args.rate, args.seconds)
-    await settle(arrivals, count * subscribers)
-    results["latency"] = summarize(source.sent, arrivals.take(), count * subscribers)
-    source.sent.clear()
-    count = await paced(source, args.sustained_rate, args.seconds)
-    await settle(arrivals, count * subscribers)
-    results["sustained"] = summarize(source.sent, arrivals.take(), count * subscribers)
-    source.sent.clear()
-    for _ in range(args.burst):
-        await source.bid()
-    await settle(arrivals, args.burst * subscribers)
-    results["burst"] = summarize(source.sent, arrivals.take(), args.burst * subscribers)
-    for phase, r in results.items():
-        print(f"  {name:8s} {phase:9s}: {r['delivered']:7d}/{r['expected']:7d} delivered  "
+    gc.collect()
+    gc.freeze()  # the connections: no full collection walks them in the middle of a phase
+
+    async def phase(label: str, publish) -> None:
+        source.sent.clear()
+        arrivals.take()
+        cpu = [cpu_seconds(pid) for pid in (*servers, os.getpid())]
+        count = await publish()
+        await settle(arrivals, count * subscribers)
+        used = [cpu_seconds(pid) - before for pid, before in zip((*servers, os.getpid()), cpu, strict=True)]
+        results[label] = r = summarize(source, arrivals.take(), count * subscribers)
+        # CPU per delivery (µs): the server processes (Redis for the raw side), this client.
+        r["server_us"] = sum(used[:-1]) / max(r["delivered"], 1) * 1e6
+        r["client_us"] = used[-1] / max(r["delivered"], 1) * 1e6
+
+    async def burst() -> int:
+        for _ in range(args.burst):
+            await source.bid()
+        return args.burst
+
+    await phase("latency", lambda: paced(source, args.rate, args.seconds))
+    await phase("sustained", lambda: paced(source, args.sustained_rate, args.seconds))
+    await phase("burst", burst)
+    for label, r in results.items():
+        print(f"  {name:8s} {label:9s}: {r['delivered']:7d}/{r['expected']:7d} delivered  "
               f"p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms  "
               f"{r['per_second']:8.0f} deliveries/s", flush=True)
+        print(f"  {'':8s} {'':9s}  per event: answer {r['answer']:.1f} ms, first delivery "
+              f"{r['first']:.1f} ms, last {r['last']:.1f} ms; CPU per delivery: "
+              f"{'servers' if name == 'graphql' else 'redis'} {r['server_us']:.0f} µs, "
+              f"client {r['client_us']:.0f} µs", flush=True)
         if r["delivered"] != r["expected"]:
             arrivals.problems.append(f"{name} {phase}: {r['delivered']} of {r['expected']} delivered")
     return results
 
 
-async def graphql_side(urls: list[str], database_url: str, args) -> dict:
+async def graphql_side(urls: list[str], pids: list[int], database_url: str, args) -> dict:
     auction_id, bidder_tokens, _ = await arrange(urls[0], database_url, 1)
     viewers = await register_users(urls[0], args.subscribers)
     arrivals = Arrivals()
-    subscribers = [Subscriber(urls[i % 2].replace("http", "ws") + "/graphql", token, auction_id, arrivals)
-                   for i, token in enumerate(viewers)]
+    compression = None if args.no_deflate else "deflate"
+    subscribers = [Subscriber(urls[i % 2].replace("http", "ws") + "/graphql", token, auction_id, arrivals,
+                              compression) for i, token in enumerate(viewers)]
     for start in range(0, len(subscribers), 50):
         await asyncio.gather(*(s.open() for s in subscribers[start:start + 50]))
     bidder = Bidder(urls, bidder_tokens[0], auction_id)
@@ -325,7 +396,7 @@ async def graphql_side(urls: list[str], database_url: str, args) -> dict:
             await bidder.bid()
         await settle(arrivals, 20 * args.subscribers)
         arrivals.take()
-        results = await run_phases("graphql", bidder, arrivals, args.subscribers, args)
+        results = await run_phases("graphql", bidder, arrivals, args.subscribers, args, pids)
     finally:
         bidder.close()
         await asyncio.gather(*(s.close() for s in subscribers), return_exceptions=True)
@@ -334,7 +405,8 @@ async def graphql_side(urls: list[str], database_url: str, args) -> dict:
     return results
 
 
-async def raw_side(redis_url: str, args, size: int) -> dict:
+async def raw_side(redis_server: RedisServer, args, size: int) -> dict:
+    redis_url = redis_server.url
     host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
     arrivals = Arrivals()
     loop = asyncio.get_running_loop()
@@ -351,7 +423,8 @@ async def raw_side(redis_url: str, args, size: int) -> dict:
             await publisher.bid()
         await settle(arrivals, 20 * args.subscribers)
         arrivals.take()
-        return await run_phases("redis", publisher, arrivals, args.subscribers, args)
+        return await run_phases("redis", publisher, arrivals, args.subscribers, args,
+                                [redis_server.process.pid])
     finally:
         publisher.close()
         for transport in transports:
@@ -367,12 +440,12 @@ async def measure(args, pg: EmbeddedPostgres, redis_server: RedisServer) -> tupl
         urls = [url for _, url in servers]
         print(f"auctionEvents delivery: {args.subscribers} subscribers over 2 processes via Redis; "
               f"{args.rate}/s, {args.sustained_rate}/s for {args.seconds}s, then a burst of {args.burst}")
-        ours = await graphql_side(urls, database_url, args)
+        ours = await graphql_side(urls, [proc.pid for proc, _ in servers], database_url, args)
     finally:
         for proc, _ in servers:
             proc.terminate()
             proc.wait()
-    raw = await raw_side(redis_server.url, args, args.message_size)
+    raw = await raw_side(redis_server, args, args.message_size)
     return ours, raw
 
 
@@ -403,5 +476,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=5)
     parser.add_argument("--sustained-rate", type=float, default=10)
     parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--no-deflate", action="store_true",
+                        help="subscribers do not offer permessage-deflate (browsers do)")
     parser.add_argument("--message-size", type=int, default=420, help="raw Redis message bytes")
     main(parser.parse_args())

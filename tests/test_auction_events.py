@@ -144,3 +144,76 @@ async def test_a_bid_published_while_redis_is_down_still_reaches_the_subscriber(
         a.stop()
         b.stop()
         redis_server.stop()
+
+
+VIEWER_EVENTS = """subscription($id: ID!, $after: Int) { auctionEvents(auctionId: $id, afterSequence: $after) {
+  sequence bid { amount bidder { id displayName } } auction { currentPrice reservePrice isLeading winner { id } } } }"""
+EMAIL_EVENTS = """subscription($id: ID!) { auctionEvents(auctionId: $id) { sequence bid { bidder { id email } } } }"""
+PLAIN_EVENTS = """subscription($id: ID!) { auctionEvents(auctionId: $id) { sequence bid { amount } } }"""
+
+
+async def subscribe_as(url, query, variables, token=None, protocol="graphql-transport-ws"):
+    import websockets
+
+    ws = await websockets.connect(url, subprotocols=[protocol])
+    await ws.send(json.dumps({"type": "connection_init",
+                              "payload": {"Authorization": f"Bearer {token}"} if token else {}}))
+    assert (await receive(ws))["type"] == "connection_ack"
+    start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    await ws.send(json.dumps({"id": "s", "type": start, "payload": {"query": query, "variables": variables}}))
+    return ws
+
+
+async def test_live_events_are_rendered_once_per_selection_and_audience(server, gql, seller, alice, make_user,
+                                                                         clock):
+    """Viewers with different visibility get different, correct payloads from one shared event;
+    viewers alike share one execution; a field whose visibility is not declared (email) is
+    rendered per viewer."""
+    from forecourt.subscriptions import multiplex
+
+    bob, admin = await make_user("user", kyc="approved"), await make_user("admin")
+    auction = await new_auction(gql, seller, clock, reservePrice="2000000.00")
+    variables = {"id": auction["id"]}
+    viewers = {"guest1": None, "guest2": None, "seller": seller.token, "alice": alice.token,
+               "bob": bob.token, "admin": admin.token}
+    sockets = {name: await subscribe_as(server.ws_url, VIEWER_EVENTS, variables, token)
+               for name, token in viewers.items()}
+    # Resuming from a sequence does not change how live events render: same group as guest1.
+    sockets["guest3"] = await subscribe_as(server.ws_url, VIEWER_EVENTS, {**variables, "after": 0})
+    sockets["legacy"] = await subscribe_as(server.ws_url, VIEWER_EVENTS, variables, protocol="graphql-ws")
+    email = {"alice": await subscribe_as(server.ws_url, EMAIL_EVENTS, variables, alice.token),
+             "bob": await subscribe_as(server.ws_url, EMAIL_EVENTS, variables, bob.token),
+             "guest": await subscribe_as(server.ws_url, EMAIL_EVENTS, variables)}
+    plain = [await subscribe_as(server.ws_url, PLAIN_EVENTS, variables, token)
+             for token in (None, alice.token, bob.token, seller.token)]
+    await asyncio.sleep(0.3)
+    before = multiplex.executions
+    assert (await place(gql, alice, auction, "1000000.00"))["userErrors"] == []
+
+    async def event(ws):
+        message = await receive(ws)
+        assert message["type"] in ("next", "data") and message["id"] == "s", message
+        assert message["payload"]["extensions"]["cost"]["requestedQueryCost"] > 0  # as unshared
+        return message["payload"]["data"]["auctionEvents"]
+
+    got = {name: await event(ws) for name, ws in sockets.items()}
+    alice_user = {"id": alice.id, "displayName": None}
+    hidden = {"sequence": 1, "bid": {"amount": "1000000.00", "bidder": None},
+              "auction": {"currentPrice": "1000000.00", "reservePrice": None, "isLeading": None, "winner": None}}
+    assert got["guest1"] == got["guest2"] == got["guest3"] == got["legacy"] == hidden
+    assert got["bob"] == {**hidden, "auction": {**hidden["auction"], "isLeading": False}}
+    assert got["alice"] == {**hidden, "bid": {"amount": "1000000.00", "bidder": alice_user},
+                            "auction": {**hidden["auction"], "isLeading": True}}
+    for party in ("seller", "admin"):
+        assert got[party] == {**hidden, "bid": {"amount": "1000000.00", "bidder": alice_user},
+                              "auction": {**hidden["auction"], "reservePrice": "2000000.00", "isLeading": False}}
+    emails = {name: await event(ws) for name, ws in email.items()}
+    assert emails["alice"]["bid"]["bidder"] == {"id": alice.id, "email": alice.email}
+    assert emails["bob"]["bid"]["bidder"] is None and emails["guest"]["bid"]["bidder"] is None
+    for ws in plain:
+        assert await event(ws) == {"sequence": 1, "bid": {"amount": "1000000.00"}}
+    # VIEWER_EVENTS: guests (4 sockets, both protocols), bob, alice, seller and admin (one
+    # class: they see the parties and do not lead); EMAIL_EVENTS: one per viewer (3); PLAIN: 1.
+    assert multiplex.executions - before == 4 + 3 + 1
+    for ws in [*sockets.values(), *email.values(), *plain]:
+        await ws.close()

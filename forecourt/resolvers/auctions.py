@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
-import orjson
 from sqlalchemy import select
 
 from forecourt.db.models import Auction, AuctionEvent
@@ -21,7 +20,8 @@ from forecourt.schema.relay import Connection, connection, from_global_id
 from forecourt.services import auctions as service
 from forecourt.services.bidding import Submission
 from forecourt.subscriptions.channels import auction_channel
-from forecourt.subscriptions.fanout import RESYNC
+from forecourt.subscriptions.fanout import RESYNC, Published
+from forecourt.subscriptions.multiplex import SharedEvent
 
 A = Auction.__table__
 REPLAY_BATCH = 500
@@ -105,6 +105,10 @@ def _event(payload: dict) -> t.AuctionEventType:
     )
 
 
+def _shared_event(message: Published) -> SharedEvent:
+    return SharedEvent(_event(message.payload), t.AUCTION_EVENT_VISIBILITY)
+
+
 async def _stored_events(ctx: Context, auction_id, after: int) -> list[dict]:
     rows = await ctx.reader.execute(
         select(AuctionEvent.payload).where(AuctionEvent.auction_id == auction_id, AuctionEvent.sequence > after)
@@ -115,11 +119,12 @@ async def _stored_events(ctx: Context, auction_id, after: int) -> list[dict]:
     return payloads
 
 
-async def auction_events(ctx: Context, auction_id_text: str,
-                         after_sequence: int | None) -> AsyncGenerator[t.AuctionEventType, None]:
+async def auction_events(ctx: Context, auction_id_text: str, after_sequence: int | None
+                         ) -> AsyncGenerator[t.AuctionEventType | SharedEvent, None]:
     """Live events of one auction, in sequence order, each exactly once. Subscribes first, then
     replays what the client missed (`afterSequence`) from the event log, then follows live
-    events; a gap (a lost message, a Redis outage) is filled from the log."""
+    events; a gap (a lost message, a Redis outage) is filled from the log. Live events are
+    shared with the process's other subscribers (executed once per selection and audience)."""
     _, auction_id = from_global_id(auction_id_text, "Auction", ("auctionId",))
     async with ctx.state.broadcast.subscribe(auction_channel(auction_id)) as mailbox:
         current = await ctx.reader.scalar(select(A.c.sequence).where(A.c.id == auction_id))
@@ -138,11 +143,14 @@ async def auction_events(ctx: Context, auction_id_text: str,
             if message is RESYNC:
                 payloads = await _stored_events(ctx, auction_id, last)
             else:
-                payload = orjson.loads(message.message)
-                if payload["sequence"] <= last:
+                sequence = message.payload["sequence"]
+                if sequence <= last:
                     continue  # already replayed
-                payloads = [payload] if payload["sequence"] == last + 1 else (
-                    await _stored_events(ctx, auction_id, last))
+                if sequence == last + 1:
+                    last = sequence
+                    yield message.share(_shared_event)  # rendered once per selection and audience
+                    continue
+                payloads = await _stored_events(ctx, auction_id, last)
             for payload in payloads:
                 if payload["sequence"] == last + 1:
                     last = payload["sequence"]

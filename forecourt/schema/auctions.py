@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +19,7 @@ from forecourt.schema.errors import UserError
 from forecourt.schema.identity import UserType, load_user
 from forecourt.schema.relay import Edge, Node, PageInfo, node_resolver, to_global_id
 from forecourt.schema.scalars import Money
+from forecourt.subscriptions.multiplex import Visibility
 
 if TYPE_CHECKING:
     from forecourt.schema.catalog import VehicleType
@@ -32,6 +33,17 @@ def _sees_parties(viewer: Principal | None, seller_id: uuid.UUID) -> bool:
     return viewer is not None and (viewer.role in STAFF_ROLES or viewer.user_id == seller_id)
 
 
+def _event_audience(event: AuctionEventType, ctx: Any) -> Hashable:
+    """All that the viewer-dependent fields of an auction event (AUCTION_EVENT_VISIBILITY)
+    read about the viewer. Change it with them."""
+    viewer: Principal | None = ctx.principal
+    if viewer is None:
+        return None
+    auction, bid = event.auction, event.bid
+    return (_sees_parties(viewer, auction.seller_id), viewer.user_id == auction.leader_id,
+            viewer.user_id == auction.winner_id, bid is not None and viewer.user_id == bid.bidder_id)
+
+
 @strawberry.type(name="Bid")
 class BidType(Node):
     bidder_id: strawberry.Private[uuid.UUID | None]
@@ -43,6 +55,7 @@ class BidType(Node):
     is_proxy: bool = strawberry.field(description="Placed automatically up to the bidder's maximum.")
     created_at: datetime
 
+    # Viewer-dependent: keep _event_audience in step (AUCTION_EVENT_VISIBILITY).
     @strawberry.field(description="The bidder, shown to themself, the seller and staff; null otherwise and for platform bids.")
     async def bidder(self, info: strawberry.Info) -> UserType | None:
         viewer = info.context.principal
@@ -95,10 +108,12 @@ class AuctionType(Node):
     winning_amount: Money | None
     settlement_deadline: datetime | None
 
+    # Viewer-dependent: keep _event_audience in step (AUCTION_EVENT_VISIBILITY).
     @strawberry.field(description="Visible to the seller and staff only.")
     def reserve_price(self, info: strawberry.Info) -> Money | None:
         return self.reserve if _sees_parties(info.context.principal, self.seller_id) else None
 
+    # Viewer-dependent: keep _event_audience in step (AUCTION_EVENT_VISIBILITY).
     @strawberry.field(description="Whether you lead the bidding (null for guests).")
     def is_leading(self, info: strawberry.Info) -> bool | None:
         viewer = info.context.principal
@@ -110,6 +125,7 @@ class AuctionType(Node):
 
         return await load_vehicle(info.context, self.vehicle_id)
 
+    # Viewer-dependent: keep _event_audience in step (AUCTION_EVENT_VISIBILITY).
     @strawberry.field(description="The winner, shown to themself, the seller and staff.")
     async def winner(self, info: strawberry.Info) -> UserType | None:
         viewer = info.context.principal
@@ -177,6 +193,15 @@ class AuctionEventType:
     auction: AuctionType = strawberry.field(description="The auction as it was right after this event.")
     bid: BidType | None
     occurred_at: datetime
+
+
+# auctionEvents is multiplexed (forecourt/subscriptions/multiplex.py): subscribers whose
+# selections are plain fields and these share one rendering per audience class.
+AUCTION_EVENT_VISIBILITY = Visibility(
+    frozenset({("Auction", "reservePrice"), ("Auction", "isLeading"), ("Auction", "winner"),
+               ("Bid", "bidder")}),
+    _event_audience,
+)
 
 
 @strawberry.input

@@ -32,6 +32,8 @@ from graphql.pyutils.gather_with_cancel import gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.cast import get_strawberry_type_cast
 
+from forecourt.subscriptions.multiplex import SharedEvent, execute_shared
+
 DEFINITION = "strawberry-definition"  # where strawberry keeps a GraphQLField's StrawberryField
 _MISSING: Any = object()
 _SLOW, _LEAF, _OBJECT = 0, 1, 2
@@ -111,6 +113,21 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         middleware = self.middleware_manager
         self._short_path = middleware is None or not middleware.middlewares
         self._plans: dict[int, tuple[Any, list[_Field], bool]] = {}
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        """A subscription event: shared ones (forecourt/subscriptions/multiplex.py) run once per
+        selection and audience in this process; the others as graphql-core runs them."""
+        if type(payload) is SharedEvent:
+            return _SharedEventRun(self, payload)
+        return self.per_event_executor(payload)
+
+    def per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        # graphql-core's copy would share the subscription's memos, which fill with every event's
+        # field lists (memoised by identity, new for each event) for as long as it runs.
+        executor._relevant_sub_fields = {}
+        executor._plans = {}
+        return executor
 
     def execute_fields(
         self,
@@ -288,6 +305,19 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         cached = (grouped_field_set, plan, any(field.from_prefetched for field in plan))
         self._plans[id(grouped_field_set)] = cached
         return cached
+
+
+class _SharedEventRun:
+    """What graphql-core runs for a shared subscription event (see Executor)."""
+
+    __slots__ = ("event", "executor")
+
+    def __init__(self, executor: Executor, event: SharedEvent) -> None:
+        self.executor = executor
+        self.event = event
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        return execute_shared(self.executor, self.event)
 
 
 def _field_plan(parent_type: GraphQLObjectType, name: str, fields: Any) -> _Field:

@@ -18,19 +18,22 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET
 
 from forecourt.auth.errors import AuthError
 from forecourt.auth.rate_limit import RateLimited
 from forecourt.schema.context import AppState, Context
 from forecourt.schema.errors import BAD_USER_INPUT, PARSE_FAILED, REQUEST_ERROR_STATUS
+from forecourt.subscriptions.multiplex import SharedData, frame
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 def error_response(status: int, message: str, code: str, headers: dict | None = None) -> Response:
@@ -38,8 +41,30 @@ def error_response(status: int, message: str, code: str, headers: dict | None = 
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+async def send_shared(websocket: Any, kind: str, message: Any) -> bool:
+    """Send a `next`/`data` message carrying a multiplexed result's data (and no errors) with
+    the data's JSON encoded once for all its subscribers (forecourt/subscriptions/multiplex.py).
+    False for any other message."""
+    if message.get("type") != kind:
+        return False
+    payload = message["payload"]
+    data = payload.get("data")
+    if type(data) is not SharedData or "errors" in payload:
+        return False
+    try:
+        await websocket.ws.send_text(frame(kind, message["id"], data, payload.get("extensions")))
+    except WebSocketDisconnect as exc:
+        raise WebSocketDisconnected from exc
+    return True
+
+
 class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
-    """graphql-transport-ws with server-initiated pings after the connection is acknowledged."""
+    """graphql-transport-ws with server-initiated pings after the connection is acknowledged,
+    and multiplexed results sent as encoded once."""
+
+    async def send_message(self, message: Any) -> None:
+        if not await send_shared(self.websocket, "next", message):
+            await super().send_message(message)
 
     _pinger: asyncio.Task | None = None
 
@@ -62,8 +87,17 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
         await super().shutdown()
 
 
+class LegacyWSHandler(BaseGraphQLWSHandler):
+    """graphql-ws, with multiplexed results sent as encoded once."""
+
+    async def send_message(self, message: Any) -> None:
+        if not await send_shared(self.websocket, "data", message):
+            await super().send_message(message)
+
+
 class GraphQLView(GraphQL):
     graphql_transport_ws_handler_class = PingingTransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, schema: Any, state: AppState) -> None:
         settings = state.settings

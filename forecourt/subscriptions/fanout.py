@@ -13,14 +13,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
+import orjson
 from broadcaster import Broadcast, Event
 
 CONTROL_CHANNEL = "__forecourt_control__"
 CONNECTION_LOST = "lost"
 CONNECTION_RESTORED = "restored"
 RESYNC = Event(CONTROL_CHANNEL, "resync")
+
+
+T = TypeVar("T")
+_UNSET: Any = object()
+
+
+class Published(Event):
+    """A published event as this process received it, the same object in every subscriber's
+    mailbox: its JSON is decoded once (`payload`), and what subscribers build from it can be
+    built once and shared (`share`; see multiplex.py)."""
+
+    def __init__(self, channel: str, message: str) -> None:
+        super().__init__(channel, message)
+        self._payload: Any = _UNSET
+        self._shared: dict[Callable, Any] = {}
+
+    @property
+    def payload(self) -> Any:
+        if self._payload is _UNSET:
+            self._payload = orjson.loads(self.message)
+        return self._payload
+
+    def share(self, make: Callable[[Published], T]) -> T:
+        """`make(self)`, called once for all the subscribers that ask for it."""
+        value = self._shared.get(make, _UNSET)
+        if value is _UNSET:
+            value = self._shared[make] = make(self)
+        return value
 
 
 class StreamInterrupted(Exception):
@@ -88,8 +118,11 @@ class FanOut(Broadcast):
             if event.channel == CONTROL_CHANNEL:
                 self._control(event.message)
                 continue
-            for mailbox in list(self._mailboxes.get(event.channel, ())):
-                mailbox.deliver(event)
+            mailboxes = self._mailboxes.get(event.channel)
+            if mailboxes:
+                published = Published(event.channel, event.message)
+                for mailbox in list(mailboxes):
+                    mailbox.deliver(published)
 
     def _control(self, message: str) -> None:
         if message == CONNECTION_LOST and self._outage is None:
