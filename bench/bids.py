@@ -4,6 +4,10 @@ transaction on the same row, in the same run.
 
     .venv/bin/python -m bench.bids [--seconds 5] [--processes 1]
 
+With `--processes N` (N > 1), N server processes share PostgreSQL and a Redis server (as a
+deployment with several processes would: events are published through Redis) and the clients
+are spread over them; their bid writers take turns on the auction's row lock.
+
 Each client is its own bidder. A client's bid is the next value of a shared counter times the
 increment, so a bid overtaken in flight by a later one is refused as too low: the figure that
 counts is accepted bids per second (attempts are reported too). The load generator speaks
@@ -28,7 +32,7 @@ import orjson
 
 from bench.__main__ import start
 from forecourt.db.engine import plain_url
-from tests.harness import EmbeddedPostgres
+from tests.harness import EmbeddedPostgres, RedisServer
 
 CONCURRENCY = tuple(int(c) for c in os.environ.get("BENCH_CLIENTS", "1,8,32,128").split(","))
 INCREMENT = Decimal("1.00")
@@ -101,14 +105,14 @@ async def arrange(url: str, database_url: str, bidders: int) -> tuple[str, list[
     return auction_id, tokens, raw
 
 
-async def graphql_bids(url: str, auction_id: str, tokens: list[str], clients: int, seconds: float,
+async def graphql_bids(urls: list[str], auction_id: str, tokens: list[str], clients: int, seconds: float,
                        counter: itertools.count) -> tuple[float, float]:
-    host, port = url.removeprefix("http://").split(":")
     accepted = attempted = 0
     deadline = time.perf_counter() + seconds
 
-    async def client(token: str) -> None:
+    async def client(token: str, url: str) -> None:
         nonlocal accepted, attempted
+        host, port = url.removeprefix("http://").split(":")
         conn = await Connection(host, int(port)).open()
         try:
             while time.perf_counter() < deadline:
@@ -127,7 +131,7 @@ async def graphql_bids(url: str, auction_id: str, tokens: list[str], clients: in
             conn.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(client(tokens[i]) for i in range(clients)))
+    await asyncio.gather(*(client(tokens[i], urls[i % len(urls)]) for i in range(clients)))
     elapsed = time.perf_counter() - started
     return accepted / elapsed, attempted / elapsed
 
@@ -185,14 +189,17 @@ async def raw_bids(database_url: str, auction_id: uuid.UUID, clients: int, secon
     return done / elapsed
 
 
-async def main(seconds: float, pg: EmbeddedPostgres) -> None:
-    data_dir = tempfile.mkdtemp()
+async def main(seconds: float, processes: int, pg: EmbeddedPostgres) -> None:
     url = pg.url(await pg.create_database())
-    server, gurl = start("graphql", url, data_dir)
+    redis = RedisServer() if processes > 1 else None
+    if redis is not None:
+        os.environ["REDIS_URL"] = redis.url  # the servers' environment
+    servers = [start("graphql", url, tempfile.mkdtemp()) for _ in range(processes)]
+    gurls = [gurl for _, gurl in servers]
     try:
-        auction_id, tokens, raw_id = await arrange(gurl, url, max(CONCURRENCY))
+        auction_id, tokens, raw_id = await arrange(gurls[0], url, max(CONCURRENCY))
         counter = itertools.count(1_000_000)
-        print("placeBid on one hot auction (accepted bids/s)")
+        print(f"placeBid on one hot auction (accepted bids/s), {processes} server process(es)")
         for clients in CONCURRENCY:
             raw = await raw_bids(url, raw_id, clients, seconds)
             # the raw loop raised the price: continue the counter above it
@@ -200,20 +207,24 @@ async def main(seconds: float, pg: EmbeddedPostgres) -> None:
             price = await conn.fetchval("SELECT current_price FROM auctions")
             await conn.close()
             counter = itertools.count(int((price - 1000) / INCREMENT) + 1)
-            ours, attempts = await graphql_bids(gurl, auction_id, tokens, clients, seconds, counter)
+            ours, attempts = await graphql_bids(gurls, auction_id, tokens, clients, seconds, counter)
             print(f"  {clients:3d} clients: graphql {ours:7.0f} accepted/s ({attempts:7.0f} attempts/s)  "
                   f"raw asyncpg {raw:7.0f}/s  ratio {ours / raw:.2f}")
     finally:
-        server.terminate()
-        server.wait()
+        for server, _ in servers:
+            server.terminate()
+            server.wait()
+        if redis is not None:
+            redis.stop()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
     pg = EmbeddedPostgres()
     try:
-        asyncio.run(main(args.seconds, pg))
+        asyncio.run(main(args.seconds, args.processes, pg))
     finally:
         pg.stop()

@@ -120,6 +120,11 @@ async def test_forged_token_is_rejected(gql, make_user):
     forged = jwt.encode({"sub": str(account.raw_id), "iat": 0, "exp": 9_999_999_999, "iss": "forecourt",
                          "typ": "access"}, "some-other-secret-" + "y" * 30, algorithm="HS256")
     assert (await gql("{ me { id } }", token=forged))["status"] == 401
+    # A verified token is remembered by its exact text: the same claims re-signed are not it.
+    assert (await gql("{ me { id } }", token=account.token))["status"] == 200
+    header, claims, _ = account.token.split(".")
+    resigned = f"{header}.{claims}.{forged.split('.')[2]}"
+    assert (await gql("{ me { id } }", token=resigned))["status"] == 401
 
 
 async def test_api_tokens_are_hashed_and_scoped(gql, make_user, db):

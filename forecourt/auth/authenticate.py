@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -56,9 +57,10 @@ class PrincipalCache:
 
 
 async def authenticate(
-    session: AsyncSession, access_tokens: AccessTokens, token: str | None, now: datetime,
-    cache: PrincipalCache | None = None,
+    session: Callable[[], AsyncSession], access_tokens: AccessTokens, token: str | None,
+    now: datetime, cache: PrincipalCache | None = None,
 ) -> Principal | None:
+    """`session()` is called only when the caller is not cached: a cached request opens none."""
     if token is None:
         return None
     if len(token) > 4096:
@@ -66,12 +68,12 @@ async def authenticate(
     cache = cache or PrincipalCache(0)
     if token.startswith(API_TOKEN_PREFIX):
         key = digest(token)
-        return cache.get(key) or cache.put(key, await _from_api_token(session, token, now))
-    claims = access_tokens.decode(token, now)  # the signature and expiry are checked every time
+        return cache.get(key) or cache.put(key, await _from_api_token(session(), token, now))
+    claims = access_tokens.decode(token, now)  # expiry checked every time
     cached = cache.get(claims.user_id)
     if cached is not None:
         return cached
-    user = (await session.execute(select(*USER_COLUMNS).where(User.id == claims.user_id))).first()
+    user = (await session().execute(select(*USER_COLUMNS).where(User.id == claims.user_id))).first()
     if user is None or not user.is_active:
         raise Unauthenticated("this account is not active")
     return cache.put(claims.user_id, _principal(user))

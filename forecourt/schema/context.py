@@ -115,7 +115,7 @@ class Context:
             await self.end_reads()
             return
         self.principal = await authenticate(
-            self.session, self.state.credentials.access_tokens, token, self.now(),
+            lambda: self.session, self.state.credentials.access_tokens, token, self.now(),
             self.state.credentials.principals,
         )
         await self.end_reads()
