@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     embed_interval_seconds: float = Field(30, alias="EMBED_INTERVAL_SECONDS")
 
     revalue_interval_seconds: float = Field(600, alias="REVALUE_INTERVAL_SECONDS")
+    # Feature vectors of imported vehicles are indexed after commit: right after an import in
+    # this process, and this often for the rest (e.g. imports in other processes). 0 = off.
+    vector_index_interval_seconds: float = Field(10.0, alias="VECTOR_INDEX_INTERVAL_SECONDS")
 
     # Training: the LLM that scores transcripts when OpenAI is configured, and how often live
     # scores are recomputed while a session runs.

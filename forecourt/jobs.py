@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from forecourt.domain.auctions import AuctionStatus
 from forecourt.integrations.openai import OpenAI
 from forecourt.schema.context import AppState
-from forecourt.services import Work, auctions, bidding, billing
+from forecourt.services import Work, auctions, bidding, billing, vector_index
 from forecourt.services.embeddings import embed_pending
 from forecourt.services.valuation import revalue_stale
 from forecourt.subscriptions.outbox import Outbox
@@ -90,6 +90,28 @@ async def embed_listings(state: AppState, client: OpenAI) -> int:
             return total
 
 
+async def index_vectors(state: AppState) -> int:
+    """Copy queued feature vectors into the HNSW-indexed table, batch by batch (each one
+    statement, atomic) until none are left. On the driver connection: the index's work is not
+    the requests' (the engine's statement events do not see it)."""
+    async with state.engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        return await vector_index.index_all_queued(raw)
+
+
+async def _every_or_when_kicked(seconds: float, job: Callable[[], Awaitable[object]], name: str,
+                                wake: asyncio.Event) -> None:
+    """Like _every, and also as soon as `wake` is set (a kick during a run runs it again)."""
+    while True:
+        wake.clear()
+        try:
+            await job()
+        except Exception:
+            log.exception("background job %s failed; retrying in %ss", name, seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+
+
 async def renew_minutes(state: AppState) -> int:
     """Unbilled organizations' training minutes come back every period."""
     return await _in_own_transaction(state, billing.renew_unbilled_periods)
@@ -116,9 +138,18 @@ async def running(state: AppState):
             ("embed", settings.embed_interval_seconds, lambda: embed_listings(state, openai))
         )
     tasks = [asyncio.create_task(_every(i, job, name), name=name) for name, i, job in schedule]
+    wakeup = contextlib.ExitStack()
+    if settings.vector_index_interval_seconds > 0:
+        wake = wakeup.enter_context(vector_index.wakeup())
+        tasks.append(asyncio.create_task(
+            _every_or_when_kicked(settings.vector_index_interval_seconds, lambda: index_vectors(state),
+                                  "vector-index", wake),
+            name="vector-index",
+        ))
     try:
         yield
     finally:
+        wakeup.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -61,6 +61,10 @@ async def test_dealer_lists_a_vehicle(gql, dealer, db):
     assert v["catalogEntry"]["bodyType"] == "Sedan" and v["listedBy"]["id"] == dealer.id
     assert v["history"][0]["event"] == "listed"
     assert await db.fetchval("SELECT feature_vector IS NOT NULL FROM vehicles") is True
+    # one vehicle is indexed in its own transaction: nothing pending
+    assert await db.fetchval("SELECT v.feature_vector = vv.feature_vector FROM vehicles v "
+                             "JOIN vehicle_vectors vv ON vv.vehicle_id = v.id") is True
+    assert await db.fetchval("SELECT count(*) FROM vehicle_vector_queue") == 0
 
 
 async def test_only_the_trade_may_list(gql, make_user, db):

@@ -105,4 +105,7 @@ async def test_reindex_command(database_url, tmp_path, fake_openai, gql, make_us
     assert result.returncode == 0, result.stderr
     assert "feature vectors rebuilt: 3" in result.stdout and "text embeddings computed: 3" in result.stdout
     assert await db.fetchval("SELECT count(*) FROM vehicles WHERE feature_vector IS NULL OR text_embedding IS NULL") == 0
+    # the rebuilt vectors are indexed as they are
+    assert await db.fetchval("""SELECT count(*) FROM vehicles v JOIN vehicle_vectors vv ON vv.vehicle_id = v.id
+                                WHERE v.feature_vector = vv.feature_vector""") == 3
     assert API_KEY not in result.stdout + result.stderr

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from forecourt.db.errors import violates
 from forecourt.db.models import CatalogEntry, Vehicle
+from forecourt.db.models.catalog import VehicleVector
 from forecourt.db.queries import catalog as queries
 from forecourt.domain import catalog as rules
 from forecourt.domain.catalog import (
@@ -26,7 +27,7 @@ from forecourt.domain.catalog import (
 )
 from forecourt.domain.errors import DomainError
 from forecourt.domain.identity import STAFF_ROLES
-from forecourt.services import Work
+from forecourt.services import Work, vector_index
 
 NameVehicle = Callable[[uuid.UUID], str]
 
@@ -114,6 +115,9 @@ async def create_vehicle(work: Work, draft: VehicleDraft, name_vehicle: NameVehi
     try:
         async with work.session.begin_nested():
             work.session.add(vehicle)
+            await work.session.flush()
+            # One vehicle: indexed in its own transaction (no queue, nothing pending).
+            work.session.add(VehicleVector(vehicle_id=vehicle.id, feature_vector=vehicle.feature_vector))
     except IntegrityError as err:  # listed concurrently by someone else
         if violates(err, "uq_vehicles_vin"):
             existing = await work.session.scalar(select(Vehicle.id).where(Vehicle.vin == new.vin))
@@ -237,6 +241,8 @@ async def import_vehicles(
             result.created = result.updated = 0
     else:
         await savepoint.commit()
+        if result.created or result.updated:  # their vectors were queued: index them soon
+            vector_index.kick_after_commit(work.session)
     return result
 
 
@@ -325,6 +331,8 @@ async def _copy_new(
         await raw.copy_records_to_table(
             "vehicles", records=records, columns=queries.NEW_VEHICLE_COLUMNS
         )
+        # Their vectors are indexed after commit (services/vector_index.py); new ids: a COPY.
+        await raw.copy_records_to_table("vehicle_vector_queue", records=[(vid,) for vid in ids])
     except asyncpg.UniqueViolationError as err:
         if err.constraint_name != "uq_vehicles_vin":
             raise

@@ -1,7 +1,8 @@
 """Text embeddings of listings (when an OpenAI key is configured) and feature-vector rebuilds.
 
 New and changed vehicles have `text_embedding` NULL; the embedding job fills them in batches,
-outside any request, taking rows other processes have not locked.
+outside any request, taking rows other processes have not locked. Feature vectors are made
+when vehicles are written; a rebuild recomputes them all and indexes them (vector_index).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from forecourt.db.models import CatalogEntry, Vehicle
 from forecourt.domain import catalog as rules
 from forecourt.domain.catalog import VehicleCondition, VehicleFacts
 from forecourt.integrations.openai import OpenAI
-from forecourt.services import Work
+from forecourt.services import Work, vector_index
 
 BATCH = 100
 
@@ -43,7 +44,8 @@ async def embed_pending(work: Work, client: OpenAI, limit: int = BATCH) -> int:
 
 
 async def rebuild_feature_vectors(work: Work, batch: int = 1000) -> int:
-    """Recompute every vehicle's feature vector (after the model of it changes)."""
+    """Recompute every vehicle's feature vector (after the model of it changes), and index
+    them in the same transaction (vector_index.index_now): nothing is left pending."""
     done = 0
     last = None
     while True:
@@ -71,6 +73,9 @@ async def rebuild_feature_vectors(work: Work, batch: int = 1000) -> int:
                 reference_year=work.now.year,
             )
         await work.session.flush()
+        await vector_index.index_now(
+            await vector_index.driver_connection(work.session), [vehicle.id for vehicle, _ in rows]
+        )
         done += len(rows)
         last = rows[-1][0].id
 

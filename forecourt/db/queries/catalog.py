@@ -22,10 +22,12 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, distinct_on
 
 from forecourt.db.models import Auction, CatalogEntry, User, Vehicle, VehicleValuation
+from forecourt.db.models.catalog import VehicleVector, VehicleVectorQueue
 from forecourt.domain.auctions import ACTIVE
 from forecourt.domain.catalog import VehicleCondition, VehicleStatus
 
@@ -113,10 +115,16 @@ def by_ids(ids) -> Select:
     return select(*VEHICLE_COLUMNS).where(v.id.in_(ids))
 
 
-# Nearest neighbours come from the feature-vector index; where both vehicles have text
-# embeddings, the candidates are re-ranked with the listing text's meaning as well.
+# Nearest neighbours come from the feature-vector index (vehicle_vectors, HNSW) and, for the
+# vehicles whose vector is not indexed yet (vehicle_vector_queue: imported or changed since the
+# vector-index job last ran), from an exact scan of their current vectors: the two candidate
+# lists are merged by the same distance, so a pending vehicle is found exactly as it will be
+# once indexed. Where both vehicles have text embeddings, the candidates are re-ranked with the
+# listing text's meaning as well.
 CANDIDATES_PER_RESULT = 4
 TEXT_WEIGHT = 2.0
+vvec = VehicleVector.__table__.c
+queued = VehicleVectorQueue.__table__
 
 
 def similar_to(ids, k: int) -> Select:
@@ -130,27 +138,54 @@ def similar_to(ids, k: int) -> Select:
         .where(v.id.in_(ids), v.feature_vector.is_not(None))
         .subquery("source")
     )
-    nc = Vehicle.__table__.alias("n").c
-    text_distance = case(
-        (
-            and_(source.c.te.is_not(None), nc.text_embedding.is_not(None)),
-            nc.text_embedding.cosine_distance(source.c.te),
-        ),
-        else_=literal(0.0),
+    limit = k * CANDIDATES_PER_RESULT
+    listed = [s.value for s in DEFAULT_STATUSES]
+
+    def candidates_from(joined, nc, vector, *where) -> Select:
+        text_distance = case(
+            (
+                and_(source.c.te.is_not(None), nc.text_embedding.is_not(None)),
+                nc.text_embedding.cosine_distance(source.c.te),
+            ),
+            else_=literal(0.0),
+        )
+        return (
+            select(
+                *[nc[c.name] for c in VEHICLE_COLUMNS],
+                vector.l2_distance(source.c.fv).label("feature_distance"),
+                text_distance.label("text_distance"),
+            )
+            .select_from(joined)
+            .where(nc.id != source.c.source_id, *where)
+            .order_by(vector.l2_distance(source.c.fv))
+            .limit(limit)
+            .correlate(source)
+        )
+
+    # Indexed vehicles through the HNSW index, except those queued again (their copy may be
+    # older than their vector) ...
+    n = Vehicle.__table__.alias("n")
+    indexed = candidates_from(
+        VehicleVector.__table__.join(n, n.c.id == vvec.vehicle_id), n.c, vvec.feature_vector,
+        n.c.status.in_(listed),
+        ~select(queued.c.vehicle_id).where(queued.c.vehicle_id == vvec.vehicle_id).exists(),
     )
+    # ... and the queued ones by their vector as it is now: read once for all the sources
+    # (MATERIALIZED: not once per source), then compared with each source exactly.
+    p = Vehicle.__table__.alias("p")
+    queued_vehicles = (
+        select(*[p.c[c.name] for c in VEHICLE_COLUMNS], p.c.feature_vector, p.c.text_embedding)
+        .select_from(queued.join(p, p.c.id == queued.c.vehicle_id))
+        .where(p.c.status.in_(listed), p.c.feature_vector.is_not(None))
+        .cte("pending")
+        .prefix_with("MATERIALIZED")
+    )
+    pending = candidates_from(queued_vehicles, queued_vehicles.c, queued_vehicles.c.feature_vector)
+    merged = union_all(indexed, pending).subquery("merged")
     candidates = (
-        select(
-            *[nc[c.name] for c in VEHICLE_COLUMNS],
-            nc.feature_vector.l2_distance(source.c.fv).label("feature_distance"),
-            text_distance.label("text_distance"),
-        )
-        .where(
-            nc.id != source.c.source_id,
-            nc.status.in_([s.value for s in DEFAULT_STATUSES]),
-            nc.feature_vector.is_not(None),
-        )
-        .order_by(nc.feature_vector.l2_distance(source.c.fv))
-        .limit(k * CANDIDATES_PER_RESULT)
+        select(merged)
+        .order_by(merged.c.feature_distance)
+        .limit(limit)
         .lateral("candidates")
     )
     score = candidates.c.feature_distance + TEXT_WEIGHT * candidates.c.text_distance
@@ -348,15 +383,23 @@ CREATE TEMP TABLE import_stage (
     features text[], images text[], location varchar(100), description text, fv vector
 ) ON COMMIT DROP
 """
+# Every row written (new, or changed and so with a vector that may have changed) is queued for
+# the vector index in the same statement (QUEUE_VECTORS' locking ON CONFLICT).
 UPSERT = """
-INSERT INTO vehicles AS v (id, vin, year, make, model, trim, catalog_id, condition, mileage_km,
-    color, price, features, images, location, description, feature_vector, listed_by, status,
-    history)
-SELECT gen_random_uuid(), vin, year, make, model, trim, catalog_id, condition, mileage_km, color,
-    price, features, images, location, description, fv, $1::uuid, 'available', $2::jsonb
-FROM import_stage ORDER BY idx
-ON CONFLICT (vin) DO {action}
-RETURNING v.id, v.vin, (v.xmax = 0) AS inserted
+WITH written AS (
+    INSERT INTO vehicles AS v (id, vin, year, make, model, trim, catalog_id, condition, mileage_km,
+        color, price, features, images, location, description, feature_vector, listed_by, status,
+        history)
+    SELECT gen_random_uuid(), vin, year, make, model, trim, catalog_id, condition, mileage_km,
+        color, price, features, images, location, description, fv, $1::uuid, 'available', $2::jsonb
+    FROM import_stage ORDER BY idx
+    ON CONFLICT (vin) DO {action}
+    RETURNING v.id, v.vin, (v.xmax = 0) AS inserted
+), queued AS (
+    INSERT INTO vehicle_vector_queue (vehicle_id) SELECT id FROM written
+    ON CONFLICT (vehicle_id) DO UPDATE SET vehicle_id = EXCLUDED.vehicle_id WHERE false
+)
+SELECT id, vin, inserted FROM written
 """
 UPDATE_ACTION = """UPDATE SET year = EXCLUDED.year, make = EXCLUDED.make, model = EXCLUDED.model,
     trim = EXCLUDED.trim, catalog_id = EXCLUDED.catalog_id, condition = EXCLUDED.condition,
@@ -376,6 +419,58 @@ WHERE v.status IN ('available', 'listed')
        EXCLUDED.features, EXCLUDED.images, EXCLUDED.location, EXCLUDED.description)"""
 UPSERT_NEW_ONLY = UPSERT.format(action="NOTHING")
 UPSERT_OR_UPDATE = UPSERT.format(action=UPDATE_ACTION)
+
+# ---------------------------------------------------------------- the vector index
+# A vehicle whose feature vector is new or changed is queued in the transaction that writes it;
+# the vector-index job copies queued vectors into vehicle_vectors (HNSW) after commit. Raw
+# asyncpg, like the import.
+
+# New vehicles are queued with a COPY of their ids (nothing to conflict with). A vehicle that
+# may be queued already is queued with a locking ON CONFLICT: `DO UPDATE ... WHERE false` writes
+# nothing but locks the row, so a writer waits for a job that holds it (and is copying the
+# vector as it was) and queues the vehicle again after that job has dequeued it.
+QUEUE_VECTORS = """
+INSERT INTO vehicle_vector_queue (vehicle_id) SELECT unnest($1::uuid[])
+ON CONFLICT (vehicle_id) DO UPDATE SET vehicle_id = EXCLUDED.vehicle_id WHERE false
+"""
+# One batch of the job, in one statement: take up to $1 queued vehicles no other job holds,
+# copy their vectors as they are now into vehicle_vectors (a vehicle whose vector is gone is
+# dropped from it), dequeue them. Returns the vehicles dequeued.
+INDEX_QUEUED = """
+WITH taken AS (
+    SELECT vehicle_id FROM vehicle_vector_queue ORDER BY vehicle_id LIMIT $1 FOR UPDATE SKIP LOCKED
+), current AS (
+    SELECT taken.vehicle_id, v.feature_vector
+    FROM taken LEFT JOIN vehicles v ON v.id = taken.vehicle_id
+), indexed AS (
+    INSERT INTO vehicle_vectors (vehicle_id, feature_vector)
+    SELECT vehicle_id, feature_vector FROM current WHERE feature_vector IS NOT NULL
+    ON CONFLICT (vehicle_id) DO UPDATE SET feature_vector = EXCLUDED.feature_vector
+    WHERE vehicle_vectors.feature_vector IS DISTINCT FROM EXCLUDED.feature_vector
+), unindexed AS (
+    DELETE FROM vehicle_vectors vv USING current
+    WHERE vv.vehicle_id = current.vehicle_id AND current.feature_vector IS NULL
+)
+DELETE FROM vehicle_vector_queue q USING taken WHERE q.vehicle_id = taken.vehicle_id
+RETURNING q.vehicle_id
+"""
+# A transaction that has just changed these vehicles' vectors (and holds their rows) indexes
+# them itself, in two statements and in this order: dequeue them (waiting for a job that holds
+# one; it copies the vector as it was, and is overwritten next), then copy the vectors.
+DEQUEUE = "DELETE FROM vehicle_vector_queue WHERE vehicle_id = ANY($1::uuid[])"
+INDEX_NOW = """
+WITH current AS (
+    SELECT id, feature_vector FROM vehicles WHERE id = ANY($1::uuid[])
+), indexed AS (
+    INSERT INTO vehicle_vectors (vehicle_id, feature_vector)
+    SELECT id, feature_vector FROM current WHERE feature_vector IS NOT NULL
+    ON CONFLICT (vehicle_id) DO UPDATE SET feature_vector = EXCLUDED.feature_vector
+    WHERE vehicle_vectors.feature_vector IS DISTINCT FROM EXCLUDED.feature_vector
+)
+DELETE FROM vehicle_vectors vv USING current
+WHERE vv.vehicle_id = current.id AND current.feature_vector IS NULL
+"""
+QUEUED_COUNT = "SELECT count(*) FROM vehicle_vector_queue"
 
 _VECTOR_HEADER = struct.Struct(">HH")
 
