@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 
 from sqlalchemy import select
@@ -20,7 +21,8 @@ from forecourt.schema.relay import Connection, connection, from_global_id
 from forecourt.services import auctions as service
 from forecourt.services.bidding import Submission
 from forecourt.subscriptions.channels import auction_channel
-from forecourt.subscriptions.fanout import RESYNC, Published
+from forecourt.subscriptions.fanout import Published
+from forecourt.subscriptions.live import follow
 from forecourt.subscriptions.multiplex import SharedEvent
 
 A = Auction.__table__
@@ -124,7 +126,9 @@ async def auction_events(ctx: Context, auction_id_text: str, after_sequence: int
     """Live events of one auction, in sequence order, each exactly once. Subscribes first, then
     replays what the client missed (`afterSequence`) from the event log, then follows live
     events; a gap (a lost message, a Redis outage) is filled from the log. Live events are
-    shared with the process's other subscribers (executed once per selection and audience)."""
+    shared with the process's other subscribers (executed once per selection and audience)
+    and, once the subscriber is caught up, sent by the fast path
+    (forecourt/subscriptions/live.py)."""
     _, auction_id = from_global_id(auction_id_text, "Auction", ("auctionId",))
     async with ctx.state.broadcast.subscribe(auction_channel(auction_id)) as mailbox:
         current = await ctx.reader.scalar(select(A.c.sequence).where(A.c.id == auction_id))
@@ -132,26 +136,9 @@ async def auction_events(ctx: Context, auction_id_text: str, after_sequence: int
         if current is None:
             raise DomainError("NOT_FOUND", "No such auction", ("auctionId",))
         last = current if after_sequence is None else max(0, min(after_sequence, current))
-        while last < current:  # replay
-            stored = await _stored_events(ctx, auction_id, last)
-            if not stored:
-                break
-            for payload in stored:
-                last = payload["sequence"]
-                yield _event(payload)
-        async for message in mailbox:
-            if message is RESYNC:
-                payloads = await _stored_events(ctx, auction_id, last)
-            else:
-                sequence = message.payload["sequence"]
-                if sequence <= last:
-                    continue  # already replayed
-                if sequence == last + 1:
-                    last = sequence
-                    yield message.share(_shared_event)  # rendered once per selection and audience
-                    continue
-                payloads = await _stored_events(ctx, auction_id, last)
-            for payload in payloads:
-                if payload["sequence"] == last + 1:
-                    last = payload["sequence"]
-                    yield _event(payload)
+        events = follow(mailbox, last=last, current=current,
+                        stored=lambda after: _stored_events(ctx, auction_id, after),
+                        render=_event, share=_shared_event)
+        async with aclosing(events):
+            async for event in events:
+                yield event

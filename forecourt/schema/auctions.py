@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -33,15 +33,35 @@ def _sees_parties(viewer: Principal | None, seller_id: uuid.UUID) -> bool:
     return viewer is not None and (viewer.role in STAFF_ROLES or viewer.user_id == seller_id)
 
 
-def _event_audience(event: AuctionEventType, ctx: Any) -> Hashable:
-    """All that the viewer-dependent fields of an auction event (AUCTION_EVENT_VISIBILITY)
-    read about the viewer. Change it with them."""
+def _event_viewer(ctx: Any) -> Hashable:
+    """What about a subscriber the viewer-dependent fields of an auction event
+    (AUCTION_EVENT_VISIBILITY) read: who they are (as an int: cheap to compare) and whether
+    they are staff. Worked out once per subscription. Change it with those fields."""
     viewer: Principal | None = ctx.principal
     if viewer is None:
         return None
+    return (viewer.user_id.int, viewer.role in STAFF_ROLES)
+
+
+def _int(value: uuid.UUID | None) -> int | None:
+    return None if value is None else value.int
+
+
+def _event_audience(event: AuctionEventType) -> Callable[[Hashable], Hashable]:
+    """The audience class of each viewer (`_event_viewer`) for one event: guest, or whether
+    they see the parties (seller, staff), lead, won, placed the bid. Change it with the
+    viewer-dependent fields."""
     auction, bid = event.auction, event.bid
-    return (_sees_parties(viewer, auction.seller_id), viewer.user_id == auction.leader_id,
-            viewer.user_id == auction.winner_id, bid is not None and viewer.user_id == bid.bidder_id)
+    seller, leader, winner = _int(auction.seller_id), _int(auction.leader_id), _int(auction.winner_id)
+    bidder = _int(bid.bidder_id) if bid is not None else None
+
+    def audience(viewer: Hashable) -> Hashable:
+        if viewer is None:
+            return None
+        user, staff = viewer
+        return (staff or user == seller, user == leader, user == winner, user == bidder)
+
+    return audience
 
 
 @strawberry.type(name="Bid")
@@ -200,6 +220,7 @@ class AuctionEventType:
 AUCTION_EVENT_VISIBILITY = Visibility(
     frozenset({("Auction", "reservePrice"), ("Auction", "isLeading"), ("Auction", "winner"),
                ("Bid", "bidder")}),
+    _event_viewer,
     _event_audience,
 )
 

@@ -32,6 +32,7 @@ from graphql.pyutils.gather_with_cancel import gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.cast import get_strawberry_type_cast
 
+from forecourt.subscriptions.live import capture_executor
 from forecourt.subscriptions.multiplex import SharedEvent, execute_shared
 
 DEFINITION = "strawberry-definition"  # where strawberry keeps a GraphQLField's StrawberryField
@@ -117,6 +118,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
     def build_per_event_executor(self, payload: Any) -> Any:
         """A subscription event: shared ones (forecourt/subscriptions/multiplex.py) run once per
         selection and audience in this process; the others as graphql-core runs them."""
+        capture_executor(self)  # for the fast path of a subscription that has one
         if type(payload) is SharedEvent:
             return _SharedEventRun(self, payload)
         return self.per_event_executor(payload)

@@ -33,7 +33,9 @@ from forecourt.auth.errors import AuthError
 from forecourt.auth.rate_limit import RateLimited
 from forecourt.schema.context import AppState, Context
 from forecourt.schema.errors import BAD_USER_INPUT, PARSE_FAILED, REQUEST_ERROR_STATUS
+from forecourt.subscriptions.live import Lane, bind
 from forecourt.subscriptions.multiplex import SharedData, frame
+from forecourt.subscriptions.sockets import SCOPE_KEY, direct_socket
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 def error_response(status: int, message: str, code: str, headers: dict | None = None) -> Response:
@@ -58,13 +60,32 @@ async def send_shared(websocket: Any, kind: str, message: Any) -> bool:
     return True
 
 
+def direct_socket_of(websocket: Any) -> Any:
+    """The connection's fast-path socket (forecourt/subscriptions/sockets.py), if it has one."""
+    return websocket.ws.scope.get(SCOPE_KEY)
+
+
 class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with server-initiated pings after the connection is acknowledged,
-    and multiplexed results sent as encoded once."""
+    multiplexed results sent as encoded once, and live events of caught-up subscribers sent
+    by the fast path (forecourt/subscriptions/live.py)."""
+
+    _lanes: dict[str, Lane] | None = None
 
     async def send_message(self, message: Any) -> None:
         if not await send_shared(self.websocket, "next", message):
             await super().send_message(message)
+        if self._lanes is None:
+            self._lanes = {}
+        bind(direct_socket_of(self.websocket), self._lanes, "next", message)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        # Unsubscribed (`complete`) or disconnected: not one more event, even before the
+        # operation's task has seen its cancellation.
+        lane = (self._lanes or {}).get(operation_id)
+        if lane is not None:
+            lane.close()
+        await super().cleanup_operation(operation_id)
 
     _pinger: asyncio.Task | None = None
 
@@ -88,11 +109,25 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
-    """graphql-ws, with multiplexed results sent as encoded once."""
+    """graphql-ws, with multiplexed results sent as encoded once and live events of caught-up
+    subscribers sent by the fast path (forecourt/subscriptions/live.py)."""
+
+    _lanes: dict[str, Lane] | None = None
 
     async def send_message(self, message: Any) -> None:
         if not await send_shared(self.websocket, "data", message):
             await super().send_message(message)
+        if self._lanes is None:
+            self._lanes = {}
+        bind(direct_socket_of(self.websocket), self._lanes, "data", message)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        # `stop` or disconnected: not one more event, even before the operation's task has
+        # seen its cancellation.
+        lane = (self._lanes or {}).get(operation_id)
+        if lane is not None:
+            lane.close()
+        await super().cleanup_operation(operation_id)
 
 
 class GraphQLView(GraphQL):
@@ -139,6 +174,7 @@ class GraphQLView(GraphQL):
                     )
                 await response(scope, receive, send)
             else:
+                scope[SCOPE_KEY] = direct_socket(receive)
                 await self.run(WebSocket(scope, receive=receive, send=send))
         finally:
             ctx = scope["state"].get("graphql_context")

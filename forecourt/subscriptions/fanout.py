@@ -63,13 +63,27 @@ class StreamInterrupted(Exception):
 
 
 class Mailbox:
+    """One subscriber's events, in order. While a fast-path `lane` is attached (live.py), the
+    fan-out hands live events to the lane, which sends them itself; anything delivered to the
+    mailbox (an event the lane gives back, RESYNC) or a failure detaches the lane first, so
+    the subscriber's own loop takes over from where the lane stopped."""
+
+    __slots__ = ("_items", "_limit", "_ready", "failure", "lane")
+
     def __init__(self, limit: int) -> None:
         self._items: deque[Event] = deque()
         self._limit = limit
         self._ready = asyncio.Event()
         self.failure: StreamInterrupted | None = None
+        self.lane: Any = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting and not failed."""
+        return not self._items and self.failure is None
 
     def deliver(self, event: Event) -> None:
+        self.lane = None
         if self.failure is not None:
             return
         if len(self._items) >= self._limit:
@@ -84,6 +98,7 @@ class Mailbox:
         self._ready.set()
 
     def fail(self, failure: StreamInterrupted) -> None:
+        self.lane = None
         if self.failure is None:
             self.failure = failure
         self._ready.set()
@@ -121,8 +136,16 @@ class FanOut(Broadcast):
             mailboxes = self._mailboxes.get(event.channel)
             if mailboxes:
                 published = Published(event.channel, event.message)
+                fast = []
                 for mailbox in list(mailboxes):
-                    mailbox.deliver(published)
+                    if mailbox.lane is None:
+                        mailbox.deliver(published)
+                    else:
+                        fast.append(mailbox)
+                for mailbox in fast:
+                    lane = mailbox.lane
+                    if lane is None or not lane.offer(published):
+                        mailbox.deliver(published)  # the subscriber's own loop takes it
 
     def _control(self, message: str) -> None:
         if message == CONNECTION_LOST and self._outage is None:

@@ -54,31 +54,51 @@ class Visibility:
     """How an event's rendering depends on the viewer, for one subscription.
 
     `fields`: ("Type", "field") pairs of resolver fields whose answer depends on the viewer only
-    through `of`. `of(root, context)`: a hashable audience class for one event and viewer."""
+    through the audience class. The class of a viewer for an event is `classes(root)(viewer)`,
+    where `viewer(context)` is what matters about a subscriber (worked out once per
+    subscription) and `classes(root)` is worked out once per event: with thousands of
+    subscribers, each one's class costs one call and a few comparisons."""
 
     fields: frozenset[tuple[str, str]]
-    of: Callable[[Any, Any], Hashable]
+    viewer: Callable[[Any], Hashable]
+    classes: Callable[[Any], Callable[[Hashable], Hashable]]
+
+    def of(self, root: Any, context: Any) -> Hashable:
+        """The audience class of one viewer for one event."""
+        return self.classes(root)(self.viewer(context))
 
 
-EXACT_VIEWER = Visibility(frozenset(), lambda root, context: _viewer(context))
+def _same(viewer: Hashable) -> Hashable:
+    return viewer
+
+
+EXACT_VIEWER = Visibility(frozenset(), lambda context: _viewer(context), lambda root: _same)
 
 
 class SharedEvent:
     """The root value of one event, shared by every subscriber of this process, with the
     results of the selections executed on it so far (by key)."""
 
-    __slots__ = ("results", "root", "visibility")
+    __slots__ = ("_classes", "results", "root", "visibility")
 
     def __init__(self, root: Any, visibility: Visibility = EXACT_VIEWER) -> None:
         self.root = root
         self.visibility = visibility
         self.results: dict[Hashable, Any] = {}
+        self._classes: Callable[[Hashable], Hashable] | None = None
+
+    def audience_class(self, viewer: Hashable) -> Hashable:
+        classes = self._classes
+        if classes is None:
+            classes = self._classes = self.visibility.classes(self.root)
+        return classes(viewer)
 
 
 class SharedData(dict):
-    """An execution result's `data`, shared by subscribers: encoded to JSON once."""
+    """An execution result's `data`, shared by subscribers: encoded to JSON once, and each
+    distinct message carrying it (`message`) once."""
 
-    __slots__ = ("_text",)
+    __slots__ = ("_messages", "_text")
 
     @property
     def text(self) -> str:
@@ -88,13 +108,33 @@ class SharedData(dict):
             self._text = orjson.dumps(self).decode()
             return self._text
 
+    def message(self, kind: str, operation_id: str, extensions: str) -> list:
+        """The `next`/`data` message for an operation id and its extensions (JSON text, ""
+        for none), as `[UTF-8 bytes, None]`: a fast-path socket keeps what it derives from
+        the message (its WebSocket frame) in the second slot, for the next subscriber that
+        sends the same message (forecourt/subscriptions/sockets.py)."""
+        try:
+            messages = self._messages
+        except AttributeError:
+            messages = self._messages = {}
+        key = (kind, operation_id, extensions)
+        entry = messages.get(key)
+        if entry is None:
+            tail = f',"extensions":{extensions}' if extensions else ""
+            text = (f'{{"type":"{kind}","id":{orjson.dumps(operation_id).decode()},'
+                    f'"payload":{{"data":{self.text}{tail}}}}}')
+            entry = messages[key] = [text.encode(), None]
+        return entry
+
+
+def extensions_text(extensions: dict | None) -> str:
+    return orjson.dumps(extensions).decode() if extensions else ""
+
 
 def frame(kind: str, operation_id: str, data: SharedData, extensions: dict | None = None) -> str:
     """A `next` (graphql-transport-ws) or `data` (graphql-ws) message: shared data, the
     subscriber's own extensions (e.g. the operation's cost)."""
-    tail = f',"extensions":{orjson.dumps(extensions).decode()}' if extensions else ""
-    return (f'{{"type":"{kind}","id":{orjson.dumps(operation_id).decode()},'
-            f'"payload":{{"data":{data.text}{tail}}}}}')
+    return data.message(kind, operation_id, extensions_text(extensions))[0].decode()
 
 
 @dataclass
@@ -109,6 +149,12 @@ class Selection:
     # Per Visibility: None if the selection has undeclared fields, else whether it uses
     # declared (viewer-dependent) ones.
     closed: dict[Visibility, bool | None] = field(default_factory=dict)
+    # Per Visibility: the subscriber's `viewer` (a Selection belongs to one subscription,
+    # so to one context).
+    viewers: dict[Visibility, Hashable] = field(default_factory=dict)
+    # False once an execution of this selection has turned out asynchronous (a resolver
+    # that awaits): the fast path (live.py) does not deliver such a selection.
+    synchronous: bool = True
 
     def audience(self, event: SharedEvent, context: Any) -> Hashable:
         visibility = event.visibility
@@ -119,7 +165,11 @@ class Selection:
         if depends is None:
             return ("viewer", _viewer(context))
         if depends:
-            return ("class", visibility.of(event.root, context))
+            try:
+                viewer = self.viewers[visibility]
+            except KeyError:
+                viewer = self.viewers[visibility] = visibility.viewer(context)
+            return ("class", event.audience_class(viewer))
         return ("anyone",)
 
     def _depends(self, visibility: Visibility) -> bool | None:
@@ -165,10 +215,52 @@ def _share(result: Any) -> Any:
     return result
 
 
+def render_now(executor: Any, event: SharedEvent) -> Any:
+    """`execute_shared` for the fast path (live.py), which cannot wait: the result if it is
+    known or can be had synchronously, else None (an execution that awaits is left running
+    for the subscribers that wait for it, and the selection is marked asynchronous)."""
+    selection = selection_of(executor)
+    key = (selection.key, selection.audience(event, executor.context_value))
+    results = event.results
+    known = results.get(key)
+    if known is None:
+        try:
+            result = _run(executor, event)
+        except Exception:  # noqa: BLE001 (the ordinary path runs it again and reports it)
+            return None
+        if executor.is_awaitable(result):
+            selection.synchronous = False
+            future = results[key] = asyncio.get_running_loop().create_future()
+            task = asyncio.get_running_loop().create_task(_finish(result, event, key, future))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+            return None
+        result = results[key] = _share(result)
+        return result
+    if isinstance(known, asyncio.Future):
+        return None
+    return known
+
+
+_pending: set[asyncio.Task] = set()
+
+
+async def _finish(awaitable: Any, event: SharedEvent, key: Hashable, future: asyncio.Future) -> None:
+    try:
+        result = _share(await awaitable)
+    except BaseException:  # noqa: BLE001 (whoever waits runs the selection and reports it)
+        del event.results[key]
+        future.set_result(None)
+        return
+    event.results[key] = result
+    future.set_result(result)
+
+
 async def _execute(executor: Any, event: SharedEvent, key: Hashable, future: asyncio.Future) -> Any:
     try:
         result = _run(executor, event)
         if executor.is_awaitable(result):
+            selection_of(executor).synchronous = False
             result = await result
     except BaseException:
         # Cancelled or failed: whoever waits runs the selection themself.
