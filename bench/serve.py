@@ -7,6 +7,7 @@ import uvicorn
 
 def main() -> None:
     kind, port, database_url, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    options: dict = {}
     if kind == "baseline":
         from bench.baseline import create_app
 
@@ -22,7 +23,11 @@ def main() -> None:
             ARGON2_MEMORY_KIB=1024, ARGON2_TIME_COST=1,
         )
         app = create_app(settings, database_url)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        from forecourt.subscriptions.sockets import WebSockets
+
+        # WebSockets and WS_PER_MESSAGE_DEFLATE (from the environment) as `forecourt serve`
+        options = {"ws": WebSockets or "auto", "ws_per_message_deflate": settings.ws_per_message_deflate}
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **options)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from forecourt.app import create_app
+    from forecourt.subscriptions.sockets import WebSockets
 
     started = time.perf_counter()
     settings.signing_secret()  # refuse to start without a usable secret, before anything else
@@ -44,7 +45,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     print(f"forecourt: database ready ({where}) in {time.perf_counter() - started:.1f}s", flush=True)
     print(f"forecourt: GraphiQL at http://{host}:{port}/graphql", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", ws_ping_interval=None)
+    # WebSockets: uvicorn's, with compression shared by subscribers (subscriptions/sockets.py)
+    uvicorn.run(app, host=host, port=port, log_level="info", ws_ping_interval=None,
+                ws=WebSockets or "auto", ws_per_message_deflate=settings.ws_per_message_deflate)
     return 0
 
 

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     broadcast_outage_grace_seconds: float = Field(15.0, alias="BROADCAST_OUTAGE_GRACE_SECONDS")
 
     ws_keepalive_seconds: float = Field(8.0, alias="WS_KEEPALIVE_SECONDS")
+    # permessage-deflate for WebSockets (offered by browsers): compressing every frame for
+    # every subscriber costs server CPU per delivery (see the README's delivery figures).
+    ws_per_message_deflate: bool = Field(True, alias="WS_PER_MESSAGE_DEFLATE")
     ws_connection_init_timeout_seconds: float = Field(10.0, alias="WS_INIT_TIMEOUT_SECONDS")
     cors_origins: list[str] = Field(default_factory=list, alias="CORS_ORIGINS")
 

@@ -6,11 +6,14 @@ outages, both WebSocket protocols, and unsubscribing."""
 import asyncio
 import json
 import socket
+import threading
 
 import pytest
+import uvicorn
 import websockets
 
 from forecourt.subscriptions import live, multiplex
+from forecourt.subscriptions.sockets import WebSockets
 from tests.conftest import make_settings
 from tests.harness import GraphQLClient, LiveServer, RedisServer
 from tests.test_auctions import fund, new_auction, place
@@ -306,3 +309,49 @@ async def test_unsubscribing_stops_fast_delivery(server, gql, seller, alice, clo
     assert (await event(modern, "m"))["sequence"] == 3
     await modern.close()
     await legacy.close()
+
+
+class ServeServer(LiveServer):
+    """The app under the WebSocket protocol and options `forecourt serve` runs it with."""
+
+    def __init__(self, settings, database_url, clock) -> None:
+        super().__init__(settings, database_url, clock)
+        config = uvicorn.Config(self.app, log_level="warning", ws_ping_interval=None, lifespan="on",
+                                ws=WebSockets, ws_per_message_deflate=settings.ws_per_message_deflate)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+
+@pytest.mark.parametrize("deflate", [True, False])
+async def test_compressed_messages_are_shared_and_compression_can_be_off(tmp_path, database_url, clock, alice,
+                                                                         seller, deflate):
+    """WS_PER_MESSAGE_DEFLATE on: a client offering permessage-deflate gets it without server
+    context takeover (each message compressed once for all); off: no compression."""
+    server = ServeServer(make_settings(tmp_path, WS_PER_MESSAGE_DEFLATE=deflate), database_url, clock).start()
+    gql = GraphQLClient(server.url)  # this server's broadcast is its own (in memory)
+    try:
+        auction = await new_auction(gql, seller, clock)
+        variables = {"id": auction["id"]}
+        offering = [await subscribe(server.ws_url, FAST, variables) for _ in range(3)]
+        legacy = await subscribe(server.ws_url, FAST, variables, protocol="graphql-ws")
+        plain = await subscribe(server.ws_url, FAST, variables, compression=None)
+        for ws in (*offering, legacy):
+            extensions = ws.protocol.extensions
+            if deflate:
+                assert len(extensions) == 1 and extensions[0].remote_no_context_takeover
+            else:
+                assert extensions == []
+        await asyncio.sleep(0.3)
+        for n in (1, 2, 3):
+            before = live.delivered
+            assert (await place(gql, alice, auction, amount(n)))["userErrors"] == []
+            for ws in (*offering, legacy, plain):
+                got = await event(ws)
+                assert got["sequence"] == n and got["auction"]["currentPrice"] == amount(n)
+            if n > 1:
+                assert live.delivered - before == 5
+        for ws in (*offering, legacy, plain):
+            await ws.close()
+    finally:
+        await gql.close()
+        server.stop()

@@ -110,9 +110,9 @@ class SharedData(dict):
 
     def message(self, kind: str, operation_id: str, extensions: str) -> list:
         """The `next`/`data` message for an operation id and its extensions (JSON text, ""
-        for none), as `[UTF-8 bytes, None]`: a fast-path socket keeps what it derives from
-        the message (its WebSocket frame) in the second slot, for the next subscriber that
-        sends the same message (forecourt/subscriptions/sockets.py)."""
+        for none), as `[UTF-8 bytes, None, None]`: fast-path sockets keep the WebSocket frames
+        they make of it in the other slots, for the next subscriber that sends the same
+        message (forecourt/subscriptions/sockets.py)."""
         try:
             messages = self._messages
         except AttributeError:
@@ -123,7 +123,7 @@ class SharedData(dict):
             tail = f',"extensions":{extensions}' if extensions else ""
             text = (f'{{"type":"{kind}","id":{orjson.dumps(operation_id).decode()},'
                     f'"payload":{{"data":{self.text}{tail}}}}}')
-            entry = messages[key] = [text.encode(), None]
+            entry = messages[key] = [text.encode(), None, None]
         return entry
 
 

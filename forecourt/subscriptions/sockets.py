@@ -8,14 +8,28 @@ protocol object, which holds the Sans-I/O `websockets` connection and the transp
 writable transport: a transport over its high-water mark (or a connection closing) makes
 `send` refuse (False), and the subscriber's events go the ordinary way. Under any other
 server or WebSocket implementation there is no fast path (`direct_socket` gives None).
+
+One message goes to many subscribers, so what can be shared is made once per message: the
+frame of an uncompressed connection (server frames are not masked), and the frame of a
+connection whose permessage-deflate compresses each message on its own
+(server_no_context_takeover, which `WebSockets` negotiates); a connection that keeps a
+compression context (uvicorn's default) compresses its own copy.
 """
 
 from __future__ import annotations
 
+import logging
+import struct
+import zlib
 from typing import Any
 
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import (
@@ -25,17 +39,21 @@ except ImportError:  # pragma: no cover
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
 SCOPE_KEY = "forecourt.direct_socket"
+_UNKNOWN, _PLAIN, _SHARED_DEFLATE, _OWN_CONTEXT = 0, 1, 2, 3
 
 
 class UvicornSocket:
-    __slots__ = ("protocol",)
+    __slots__ = ("compression", "mode", "protocol")
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
+        self.mode = _UNKNOWN
+        self.compression: tuple | None = None
 
     def send(self, message: list) -> bool:
-        """Write one text message (`SharedData.message`: `[UTF-8 bytes, frame or None]`) as a
-        WebSocket frame; False if the connection cannot take it now."""
+        """Write one text message (`SharedData.message`: `[UTF-8 bytes, frame or None,
+        compressed frames or None]`) as a WebSocket frame; False if the connection cannot
+        take it now."""
         protocol = self.protocol
         if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
             return False
@@ -43,17 +61,54 @@ class UvicornSocket:
         conn = protocol.conn
         if transport.is_closing() or conn.state is not State.OPEN or conn.expect_continuation_frame:
             return False
-        if conn.extensions:
-            # permessage-deflate: compressed with this connection's own context
-            conn.send_text(message[0])
-            data = b"".join(conn.data_to_send())
-        else:
-            # Unmasked and uncompressed, a frame is the same bytes for every connection.
+        mode = self.mode
+        if mode is _UNKNOWN:  # the handshake is over: extensions are settled
+            mode = self.mode = self._mode(conn)
+        if mode is _PLAIN:
             data = message[1]
             if data is None:
                 data = message[1] = Frame(Opcode.TEXT, message[0]).serialize(mask=False)
+        elif mode is _SHARED_DEFLATE:
+            frames = message[2]
+            if frames is None:
+                frames = message[2] = {}
+            data = frames.get(self.compression)
+            if data is None:
+                data = frames[self.compression] = _compressed_frame(message[0], *self.compression)
+        else:
+            conn.send_text(message[0])
+            data = b"".join(conn.data_to_send())
         transport.write(data)
         return True
+
+    def _mode(self, conn: Any) -> int:
+        extensions = conn.extensions
+        if not extensions:
+            return _PLAIN
+        if len(extensions) == 1 and type(extensions[0]) is PerMessageDeflate:
+            deflate = extensions[0]
+            if deflate.local_no_context_takeover:
+                self.compression = (deflate.local_max_window_bits,
+                                    tuple(sorted(deflate.compress_settings.items())))
+                return _SHARED_DEFLATE
+        return _OWN_CONTEXT
+
+
+def _compressed_frame(data: bytes, window_bits: int, settings: tuple) -> bytes:
+    """A text frame compressed as permessage-deflate without context takeover compresses it
+    (websockets' PerMessageDeflate.encode): the same bytes for every such connection."""
+    encoder = zlib.compressobj(wbits=-window_bits, **dict(settings))
+    compressed = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+    payload = compressed[:-4]  # a sync flush ends with 00 00 ff ff, which the receiver adds back
+    # FIN, RSV1 (compressed), text; server frames are not masked (RFC 6455 5.2)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0xC1, length)
+    elif length < 65536:
+        header = struct.pack("!BBH", 0xC1, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0xC1, 127, length)
+    return header + payload
 
 
 def direct_socket(receive: Any) -> UvicornSocket | None:
@@ -66,3 +121,27 @@ def direct_socket(receive: Any) -> UvicornSocket | None:
                ("close_sent", "disconnected", "writable", "transport", "conn")):
         return None  # pragma: no cover (another uvicorn than the one this was written for)
     return UvicornSocket(protocol)
+
+
+if WebSocketsSansIOProtocol is not None:
+
+    class WebSockets(WebSocketsSansIOProtocol):
+        """uvicorn's websockets-sansio protocol whose permessage-deflate (when enabled:
+        WS_PER_MESSAGE_DEFLATE) compresses each message on its own (server_no_context_takeover,
+        which RFC 7692 lets a server declare whatever the client offered): a live event sent
+        to many subscribers is compressed once per process, and no compressor (~20 KiB) is
+        kept per connection. The rest is uvicorn's (window bits and memory level as its own)."""
+
+        def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            if config.ws_per_message_deflate:
+                self.conn = ServerProtocol(
+                    extensions=[ServerPerMessageDeflateFactory(
+                        server_no_context_takeover=True, server_max_window_bits=12,
+                        client_max_window_bits=12, compress_settings={"memLevel": 5},
+                    )],
+                    max_size=config.ws_max_size,
+                    logger=logging.getLogger("uvicorn.error"),
+                )
+else:  # pragma: no cover
+    WebSockets = None  # type: ignore[assignment,misc]
