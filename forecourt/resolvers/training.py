@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 from typing import Literal
 
-import orjson
 from sqlalchemy import or_, select
 
 from forecourt.auth.principal import Principal
@@ -28,7 +28,7 @@ from forecourt.schema.context import Context
 from forecourt.schema.relay import Connection, connection, from_global_id
 from forecourt.services import training as service
 from forecourt.subscriptions.channels import training_session_channel
-from forecourt.subscriptions.fanout import RESYNC
+from forecourt.subscriptions.live import follow
 
 LEADERBOARD_MAX = 100
 PRESETS = {t.RubricPreset.DEALERSHIP: DEALERSHIP_RUBRIC, t.RubricPreset.RETAIL: RETAIL_RUBRIC}
@@ -290,7 +290,8 @@ async def create_training_product(ctx: Context, input: t.CreateTrainingProductIn
 async def training_session_events(ctx: Context, session_id_text: str,
                                   after_sequence: int | None) -> AsyncGenerator[t.TrainingSessionEvent, None]:
     """A session's events in sequence order, each once: subscribe, replay from the log what the
-    client missed, then follow live events (gaps are filled from the log)."""
+    client missed, then follow live events (gaps are filled from the log); the stream ends
+    with the session (forecourt/subscriptions/live.py)."""
     session_id = from_global_id(session_id_text, "TrainingSession", ("sessionId",))[1]
     async with ctx.state.broadcast.subscribe(training_session_channel(session_id)) as mailbox:
         base = await t.load_training_session(ctx, session_id)
@@ -299,27 +300,14 @@ async def training_session_events(ctx: Context, session_id_text: str,
             raise DomainError("NOT_FOUND", "No such training session", ("sessionId",))
         current = base.sequence
         last = current if after_sequence is None else max(0, min(after_sequence, current))
-        if last < current:
-            for payload in await _stored_events(ctx, session_id, last):
-                last = payload["sequence"]
-                yield _event(base, payload)
-        if base.status is not TrainingStatus.IN_PROGRESS and last >= current:
-            return  # finished: nothing more will happen
-        async for message in mailbox:
-            if message is RESYNC:
-                payloads = await _stored_events(ctx, session_id, last)
-            else:
-                payload = orjson.loads(message.message)
-                if payload["sequence"] <= last:
-                    continue
-                payloads = [payload] if payload["sequence"] == last + 1 else (
-                    await _stored_events(ctx, session_id, last))
-            for payload in payloads:
-                if payload["sequence"] == last + 1:
-                    last = payload["sequence"]
-                    yield _event(base, payload)
-                    if payload["status"] != TrainingStatus.IN_PROGRESS.value:
-                        return
+        events = follow(mailbox, last=last, current=current,
+                        stored=lambda after: _stored_events(ctx, session_id, after),
+                        render=lambda payload: _event(base, payload),
+                        final=lambda payload: payload["status"] != TrainingStatus.IN_PROGRESS.value,
+                        finished=base.status is not TrainingStatus.IN_PROGRESS)
+        async with aclosing(events):
+            async for event in events:
+                yield event
 
 
 async def _stored_events(ctx: Context, session_id: uuid.UUID, after: int) -> list[dict]:

@@ -51,13 +51,14 @@ _current: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("forecour
 
 # Events delivered by the fast path, per process: tests read it.
 delivered = 0
+_FIXED: Any = object()
 
 
 class Lane:
     """One subscriber's fast path (see the module's docstring)."""
 
     __slots__ = ("closed", "executor", "extensions", "kind", "last", "mailbox", "operation_id", "owner",
-                 "share", "socket")
+                 "plan", "share", "socket")
 
     def __init__(self, mailbox: Mailbox, share: Callable[[Published], SharedEvent]) -> None:
         self.mailbox = mailbox
@@ -68,6 +69,7 @@ class Lane:
         self.socket: Any = None  # sockets.py
         self.kind = self.operation_id = self.extensions = ""
         self.owner: tuple[dict, str] | None = None
+        self.plan: tuple | None = None  # see _plan
 
     def ready(self) -> bool:
         return (not self.closed and self.socket is not None and self.executor is not None
@@ -82,16 +84,41 @@ class Lane:
                 return True  # already delivered
             if sequence != self.last + 1:
                 return False
-            result = render_now(self.executor, published.share(self.share))
-            if result is None or result.errors or type(result.data) is not SharedData:
-                return False
-            if not self.socket.send(result.data.message(self.kind, self.operation_id, self.extensions)):
+            event = published.share(self.share)
+            plan = self.plan
+            if plan is None or plan[0] is not event.visibility:
+                plan = self.plan = self._plan(event)
+            _, message_key, viewer, audience = plan
+            if viewer is not _FIXED:
+                audience = event.audience_class(viewer)
+            key = (message_key, audience)
+            message = event.messages.get(key)
+            if message is None:
+                result = render_now(self.executor, event)
+                if result is None or result.errors or type(result.data) is not SharedData:
+                    return False
+                message = event.messages[key] = result.data.message(self.kind, self.operation_id,
+                                                                    self.extensions)
+            if not self.socket.send(message):
                 return False
         except Exception:  # noqa: BLE001 (the ordinary path meets it again and reports it)
             return False
         self.last = sequence
         delivered += 1
         return True
+
+    def _plan(self, event: SharedEvent) -> tuple:
+        """What the lane's messages depend on, for the events of one visibility: (visibility,
+        what identifies the message but the audience, the viewer to classify per event or
+        _FIXED, the audience when fixed). The audience is the one execute_shared keys by
+        (multiplex.Selection.audience), so the fast path and the ordinary path share results."""
+        selection = selection_of(self.executor)
+        context = self.executor.context_value
+        audience = selection.audience(event, context)  # fills selection.closed / .viewers
+        visibility = event.visibility
+        viewer = selection.viewers.get(visibility, _FIXED) if selection.closed[visibility] else _FIXED
+        message_key = (selection.key, self.kind, self.operation_id, self.extensions)
+        return (visibility, message_key, viewer, None if viewer is not _FIXED else audience)
 
     def close(self) -> None:
         """No more fast-path deliveries (the operation is over or unsubscribed)."""
