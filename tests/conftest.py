@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -181,3 +182,31 @@ def make_organization(gql, make_user, db):
         return OrganizationAccounts(raw, admin, people)
 
     return make
+
+
+async def fund(db, account, amount) -> None:
+    """Credit a user's wallet through the ledger (a deposit row; the trigger updates the wallet)."""
+    await db.execute(
+        "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
+        "VALUES (gen_random_uuid(), $1, 'deposit', $2, $2, 0, now())", account.raw_id, Decimal(amount))
+
+
+@pytest.fixture
+async def seller(make_user):
+    return await make_user("dealer")
+
+
+@pytest.fixture
+async def alice(make_user, db):
+    """A KYC-approved bidder with 100,000,000 in her wallet."""
+    account = await make_user("user", kyc="approved")
+    await fund(db, account, "100000000")
+    return account
+
+
+@pytest.fixture
+async def bob(make_user, db):
+    """Another KYC-approved bidder with 100,000,000."""
+    account = await make_user("user", kyc="approved")
+    await fund(db, account, "100000000")
+    return account

@@ -26,20 +26,6 @@ async def open_events(url, auction_id, after=None, token=None):
     return ws
 
 
-@pytest.fixture
-async def seller(make_user):
-    return await make_user("dealer")
-
-
-@pytest.fixture
-async def alice(make_user, db):
-    from tests.test_auctions import fund
-
-    account = await make_user("user", kyc="approved")
-    await fund(db, account, "100000000")
-    return account
-
-
 async def test_replay_then_live_then_resume_after_a_disconnect(server, gql, seller, alice, clock):
     auction = await new_auction(gql, seller, clock)
     for amount in ("1000000.00", "1050000.00", "1100000.00"):
@@ -125,7 +111,7 @@ async def test_a_bid_published_while_redis_is_down_still_reaches_the_subscriber(
     client_a = GraphQLClient(a.url)
     try:
         seller = await make_user("dealer")
-        from tests.test_auctions import fund
+        from tests.conftest import fund
 
         bidder = await make_user("user", kyc="approved")
         await fund(db, bidder, "100000000")

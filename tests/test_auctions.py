@@ -11,7 +11,7 @@ import pytest
 
 from forecourt import jobs
 from forecourt.schema.relay import to_global_id
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, fund
 from tests.test_catalog import create as create_vehicle
 
 AUCTION_FIELDS = """id status startPrice reservePrice reserveMet currentPrice bidIncrement minimumNextBid
@@ -30,17 +30,6 @@ CANCEL = """mutation($id: ID!, $reason: String!) { cancelAuction(input: {auction
   auction { status } userErrors { code message } } }"""
 WALLET = """query { me { wallet { balance held available buyingPower committed
   transactions(first: 20) { totalCount edges { node { type amount balanceAfter status } } } } } }"""
-
-
-async def fund(db, account, amount) -> None:
-    await db.execute(
-        "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
-        "VALUES (gen_random_uuid(), $1, 'deposit', $2, $2, 0, now())", account.raw_id, D(amount))
-
-
-@pytest.fixture
-async def seller(make_user):
-    return await make_user("dealer")
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import websockets
 
 from forecourt.subscriptions import live, multiplex
 from forecourt.subscriptions.sockets import WebSockets
-from tests.conftest import make_settings
+from tests.conftest import fund, make_settings
 from tests.harness import GraphQLClient, LiveServer, RedisServer
-from tests.test_auctions import fund, new_auction, place
+from tests.test_auctions import new_auction, place
 from tests.test_subscriptions import receive
 
 FAST = """subscription($id: ID!, $after: Int) { auctionEvents(auctionId: $id, afterSequence: $after) {
@@ -59,24 +59,6 @@ async def silent(ws, seconds=0.5):
         message = await receive(ws, timeout=seconds)
         pytest.fail(f"unexpected {message}")
 
-
-@pytest.fixture
-async def seller(make_user):
-    return await make_user("dealer")
-
-
-@pytest.fixture
-async def alice(make_user, db):
-    account = await make_user("user", kyc="approved")
-    await fund(db, account, "100000000")
-    return account
-
-
-@pytest.fixture
-async def bob(make_user, db):
-    account = await make_user("user", kyc="approved")
-    await fund(db, account, "100000000")
-    return account
 
 
 async def test_mixed_audiences_get_their_own_data_on_the_fast_path(server, gql, seller, alice, bob, make_user,
