@@ -1,18 +1,23 @@
 """Placing bids.
 
 Bids on one auction are serialised by its row lock (seed 004). Within a process, bids waiting
-for the same auction are applied together by one writer: one transaction locks the auction,
-then the bidders' wallets in user-id order, and reads what the rules need (one round trip,
-`bid_context()`); applies each bid in arrival order with the pure rules; and writes all accepted
-bids, their events and the auction in one statement. With several server processes, their
-writers take turns on the row lock. A busy auction costs four round trips per batch rather
-than several per bid, and the rules never see a stale price or balance.
+for the same auction are applied together by one writer, in two round trips per batch: read
+what the rules need (`bid_context()`: the auction, each bidder's KYC, balance, holds and
+commitments, earlier idempotency keys) as one snapshot; apply each bid with the pure rules; then
+`write_bids()` locks the auction and the bidders' wallets (in user-id order, as every writer
+does), checks that none of what was read has changed, and writes all accepted bids, their
+events and the auction in one statement. If something changed (another process's writer, a
+withdrawal), nothing is written and the batch is applied again inside a transaction that takes
+the locks before reading, so it cannot fail twice; and the writer locks first on that auction
+for a second, as another process is likely bidding on it too. The rules never act on a price
+or balance that is not current when the bids are written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 POOL_SIZE = 4  # writers of different auctions run side by side; one auction has one writer
+CONTENTION_SECONDS = 1.0  # after a write found its read changed, how long to lock first
+MAX_CONTENDED = 1024
 
 
 @dataclass(frozen=True)
@@ -57,12 +64,15 @@ Result = Placed | DomainError
 
 
 async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: list[Submission],
-                now: datetime, outbox: Outbox, *, protect_reserve: bool = False) -> list[Result]:
-    """Apply bids in order inside the caller's transaction; one result per submission. With
-    `protect_reserve`, the platform's reserve-protection bid is placed if one is due."""
+                now: datetime, outbox: Outbox, *, lock: bool,
+                protect_reserve: bool = False) -> list[Result] | None:
+    """Apply bids in order; one result per submission. With `lock`, inside the caller's
+    transaction, locking before reading; without, None if what was read changed before the
+    write (nothing written). With `protect_reserve`, the platform's reserve-protection bid is
+    placed if one is due."""
     people = sorted({s.request.bidder_id for s in submissions if s.request.bidder_id is not None})
     keys = {(s.request.bidder_id, s.idempotency_key) for s in submissions if s.idempotency_key}
-    found = await sql.context(conn, auction_id, people, sorted(keys))
+    found = await sql.context(conn, auction_id, people, sorted(keys), lock=lock)
     if found is None:
         return [DomainError("NOT_FOUND", "No such auction", ("auctionId",))] * len(submissions)
     auction, bidders = found["auction"], found["bidders"]
@@ -113,7 +123,9 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
         if submission.idempotency_key:
             earlier[key] = rows[0]
     if new_bids:
-        await sql.write(conn, auction, new_bids, event_rows(auction_id, first_sequence, events, now, outbox), now)
+        rows = event_rows(auction_id, first_sequence, events, now, outbox)
+        if not await sql.write(conn, found, auction, new_bids, rows, now):
+            return None
     return results
 
 
@@ -160,6 +172,7 @@ class BidWriter:
         self._pool_ready = asyncio.Lock()
         self._waiting: dict[uuid.UUID, list[tuple[Submission, asyncio.Future]]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._contended: dict[uuid.UUID, float] = {}  # auction -> lock first until (monotonic)
 
     async def place(self, auction_id: uuid.UUID, submission: Submission) -> Result:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -173,10 +186,10 @@ class BidWriter:
         return await future
 
     async def protect_reserve(self, auction_id: uuid.UUID) -> bool:
-        """Place the platform's reserve-protection bid if one is due (decided under the lock,
-        so two processes running the job bid once)."""
-        results = await self._transaction(lambda conn, now, outbox: apply(
-            conn, auction_id, [], now, outbox, protect_reserve=True))
+        """Place the platform's reserve-protection bid if one is due (written only if the
+        auction is still as it was when that was decided, so two processes running the job bid
+        once)."""
+        results = await self._apply(auction_id, [], protect_reserve=True)
         return any(isinstance(r, Placed) for r in results)
 
     async def _drain(self, auction_id: uuid.UUID, queue: list) -> None:
@@ -197,8 +210,7 @@ class BidWriter:
         batch.sort(key=lambda item: item[0].request.amount)
         submissions = [s for s, _ in batch]
         try:
-            results = await self._transaction(lambda conn, now, outbox: apply(
-                conn, auction_id, submissions, now, outbox))
+            results = await self._apply(auction_id, submissions)
         except Exception as err:
             log.exception("bid batch on auction %s failed", auction_id)
             for _, future in batch:
@@ -209,19 +221,45 @@ class BidWriter:
             if not future.done():
                 future.set_result(result)
 
-    async def _transaction(self, work: Callable[[asyncpg.Connection, datetime, Outbox], Any]) -> list[Result]:
-        outbox = Outbox()
+    async def _apply(self, auction_id: uuid.UUID, submissions: list[Submission], *,
+                     protect_reserve: bool = False) -> list[Result]:
         pool = await self._connected()
-        async with pool.acquire() as conn, conn.transaction():
-            results = await work(conn, self._clock(), outbox)
+        async with pool.acquire() as conn:
+            results = None
+            if self._contended.get(auction_id, 0.0) < time.monotonic():
+                outbox = Outbox()
+                results = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                                      lock=False, protect_reserve=protect_reserve)
+                if results is None:
+                    self._remember_contention(auction_id)
+                else:
+                    self._contended.pop(auction_id, None)
+            if results is None:
+                outbox = Outbox()
+                async with conn.transaction():
+                    results = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                                          lock=True, protect_reserve=protect_reserve)
+                if results is None:  # read under the locks it writes under: cannot happen
+                    raise RuntimeError(f"bids on auction {auction_id} changed under their locks")
         await self._publish(outbox)
         return results
+
+    def _remember_contention(self, auction_id: uuid.UUID) -> None:
+        """Lock first on this auction for a while: another process is writing to it too."""
+        now = time.monotonic()
+        if len(self._contended) >= MAX_CONTENDED:
+            self._contended = {a: until for a, until in self._contended.items() if until > now}
+        self._contended[auction_id] = now + CONTENTION_SECONDS
 
     async def _connected(self) -> asyncpg.Pool:
         async with self._pool_ready:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self._database_url, min_size=1, max_size=POOL_SIZE, reset=_keep_session)
+                    self._database_url, min_size=1, max_size=POOL_SIZE, reset=_keep_session,
+                    # The writer's few statements run thousands of times a second with the same
+                    # shape: planning each (PostgreSQL's default, as their parameters vary) cost
+                    # more than running it.
+                    server_settings={"plan_cache_mode": "force_generic_plan"})
             return self._pool
 
     async def close(self) -> None:

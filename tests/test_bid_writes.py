@@ -1,0 +1,148 @@
+"""The bid writer reads without locks and writes only if nothing it read has changed: whatever
+changes in between (another process's bids, a withdrawal, the bidder's bids elsewhere) is seen
+by the bid, which is then applied again under the locks."""
+
+import uuid
+from decimal import Decimal as D
+
+import pytest
+
+from forecourt.db.engine import plain_url
+from forecourt.db.queries import bidding as sql
+from forecourt.domain.auctions import BidRequest
+from forecourt.domain.errors import DomainError
+from forecourt.schema.relay import from_global_id
+from forecourt.services.bidding import BidWriter, Placed, Submission
+from tests.conftest import fund
+from tests.test_auctions import new_auction
+
+
+@pytest.fixture
+async def writers(database_url, clock):
+    """This process's bid writer and another process's, on the same database."""
+    async def publish(outbox):
+        pass
+
+    pair = [BidWriter(plain_url(database_url), publish, clock) for _ in range(2)]
+    yield pair
+    for writer in pair:
+        await writer.close()
+
+
+@pytest.fixture
+def bidder(make_user, db):
+    async def make(funds):
+        account = await make_user("user", kyc="approved")
+        await fund(db, account, funds)
+        return account
+    return make
+
+
+@pytest.fixture
+def between_read_and_write(monkeypatch):
+    """Run `interfere` once, after the first bid batch has read and before it writes."""
+    def install(interfere):
+        original, done = sql.write, []
+
+        async def write(*args, **kwargs):
+            if not done:
+                done.append(True)
+                await interfere()
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(sql, "write", write)
+        return done
+    return install
+
+
+def raw(auction) -> uuid.UUID:
+    return from_global_id(auction["id"])[1]
+
+
+async def bid(writer, account, auction, amount):
+    return await writer.place(raw(auction), Submission(BidRequest(account.raw_id, D(amount))))
+
+
+async def state(db, auction):
+    return await db.fetchrow("SELECT current_price, leader_id, bid_count, sequence FROM auctions WHERE id = $1",
+                             raw(auction))
+
+
+async def test_a_bid_overtaken_by_another_process_is_judged_against_the_new_price(
+        gql, seller, clock, alice, bob, db, writers, between_read_and_write):
+    ours, theirs = writers
+    auction = await new_auction(gql, seller, clock)
+
+    async def bob_bids_elsewhere():
+        assert isinstance(await bid(theirs, bob, auction, "1100000.00"), Placed)
+
+    interfered = between_read_and_write(bob_bids_elsewhere)
+    refused = await bid(ours, alice, auction, "1050000.00")  # was enough when read
+    assert interfered
+    assert isinstance(refused, DomainError) and refused.code == "BID_TOO_LOW"
+    after = await state(db, auction)
+    assert (after["current_price"], after["leader_id"], after["bid_count"], after["sequence"]) == (
+        D("1100000.00"), bob.raw_id, 1, 1)
+    assert await db.fetchval("SELECT count(*) FROM bids WHERE auction_id = $1", raw(auction)) == 1
+
+    # and one that still outbids it is written after it, in sequence
+    assert isinstance(await bid(ours, alice, auction, "1150000.00"), Placed)
+    assert [tuple(r) for r in await db.fetch(
+        "SELECT position, amount FROM bids WHERE auction_id = $1 ORDER BY position", raw(auction))] == [
+        (1, D("1100000.00")), (2, D("1150000.00"))]
+
+
+async def test_a_withdrawal_between_read_and_write_is_seen_by_the_buying_power_check(
+        gql, seller, clock, bidder, db, writers, between_read_and_write):
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    carol = await bidder("250000")  # 20% of 1,000,000 is 200,000
+
+    async def withdraw():
+        await db.execute(
+            "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
+            "VALUES (gen_random_uuid(), $1, 'withdrawal', 100000, -100000, 0, now())", carol.raw_id)
+
+    between_read_and_write(withdraw)
+    refused = await bid(ours, carol, auction, "1000000.00")
+    assert isinstance(refused, DomainError) and refused.code == "INSUFFICIENT_FUNDS"
+    assert (await state(db, auction))["bid_count"] == 0
+
+
+async def test_committing_more_elsewhere_between_read_and_write_is_seen(
+        gql, seller, clock, bidder, db, writers, between_read_and_write):
+    ours, theirs = writers
+    one, two = await new_auction(gql, seller, clock), await new_auction(gql, seller, clock)
+    carol = await bidder("300000")  # buying power for 1,500,000: one of the two bids
+
+    async def carol_bids_on_the_other_auction():
+        assert isinstance(await bid(theirs, carol, two, "1000000.00"), Placed)
+
+    between_read_and_write(carol_bids_on_the_other_auction)
+    refused = await bid(ours, carol, one, "1000000.00")
+    assert isinstance(refused, DomainError) and refused.code == "INSUFFICIENT_FUNDS"
+    assert (await state(db, one))["bid_count"] == 0
+
+
+async def test_committing_less_elsewhere_does_not_stop_a_bid(
+        gql, seller, clock, bidder, bob, db, writers, between_read_and_write, monkeypatch):
+    ours, theirs = writers
+    one, two = await new_auction(gql, seller, clock), await new_auction(gql, seller, clock)
+    carol = await bidder("400000")
+    assert isinstance(await bid(ours, carol, two, "1000000.00"), Placed)
+
+    async def carol_is_outbid_on_the_other_auction():
+        assert isinstance(await bid(theirs, bob, two, "1050000.00"), Placed)
+
+    locked = []
+    original = sql.context
+
+    async def context(*args, lock, **kwargs):
+        locked.append(lock)
+        return await original(*args, lock=lock, **kwargs)
+
+    monkeypatch.setattr(sql, "context", context)
+    between_read_and_write(carol_is_outbid_on_the_other_auction)
+    assert isinstance(await bid(ours, carol, one, "1000000.00"), Placed)
+    assert True not in locked  # written on the first attempt: nothing it relied on got worse
+    assert (await state(db, one))["leader_id"] == carol.raw_id
