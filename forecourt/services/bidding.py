@@ -161,7 +161,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 class BidWriter:
-    """One per process. `place()` queues a bid for its auction's writer task and waits."""
+    """One per process. `place()` writes a bid at once when its auction has none in flight,
+    else queues it for the auction's writer task and waits."""
 
     def __init__(self, database_url: str, publish: Callable[[Outbox], Any],
                  clock: Callable[[], datetime]) -> None:
@@ -175,15 +176,23 @@ class BidWriter:
         self._contended: dict[uuid.UUID, float] = {}  # auction -> lock first until (monotonic)
 
     async def place(self, auction_id: uuid.UUID, submission: Submission) -> Result:
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
         queue = self._waiting.get(auction_id)
-        if queue is None:
-            queue = self._waiting[auction_id] = []
-            task = asyncio.create_task(self._drain(auction_id, queue), name=f"bids:{auction_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        queue.append((submission, future))
-        return await future
+        if queue is not None:  # a batch is being written: join the next one
+            future: asyncio.Future = asyncio.get_running_loop().create_future()
+            queue.append((submission, future))
+            return await future
+        # Nothing in flight on this auction: write this bid from the caller's own task (no
+        # hand-off to a writer task and back); bids arriving meanwhile queue for a writer task.
+        queue = self._waiting[auction_id] = []
+        try:
+            return (await self._apply(auction_id, [submission]))[0]
+        finally:
+            if queue:
+                task = asyncio.create_task(self._drain(auction_id, queue), name=f"bids:{auction_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                del self._waiting[auction_id]
 
     async def protect_reserve(self, auction_id: uuid.UUID) -> bool:
         """Place the platform's reserve-protection bid if one is due (written only if the
