@@ -325,13 +325,17 @@ async def test_compressed_messages_are_shared_and_compression_can_be_off(tmp_pat
                 assert extensions == []
         await asyncio.sleep(0.3)
         for n in (1, 2, 3):
-            before = live.delivered
+            before, frames = live.delivered, live.frames_made
             assert (await place(gql, alice, auction, amount(n)))["userErrors"] == []
             for ws in (*offering, legacy, plain):
                 got = await event(ws)
                 assert got["sequence"] == n and got["auction"]["currentPrice"] == amount(n)
             if n > 1:
                 assert live.delivered - before == 5
+                # one frame per distinct message and socket kind, not per subscriber: the
+                # compressed one (deflate) and the plain one of the graphql-transport-ws
+                # message, and the legacy protocol's message (compressed or plain)
+                assert live.frames_made - frames == (3 if deflate else 2)
         for ws in (*offering, legacy, plain):
             await ws.close()
     finally:

@@ -136,13 +136,7 @@ class FanOut(Broadcast):
             mailboxes = self._mailboxes.get(event.channel)
             if mailboxes:
                 published = Published(event.channel, event.message)
-                fast = []
                 for mailbox in list(mailboxes):
-                    if mailbox.lane is None:
-                        mailbox.deliver(published)
-                    else:
-                        fast.append(mailbox)
-                for mailbox in fast:
                     lane = mailbox.lane
                     if lane is None or not lane.offer(published):
                         mailbox.deliver(published)  # the subscriber's own loop takes it

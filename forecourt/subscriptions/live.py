@@ -33,6 +33,7 @@ EVENTS_UNAVAILABLE), which `follow` then raises as before.
 from __future__ import annotations
 
 import contextvars
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -49,9 +50,28 @@ from forecourt.subscriptions.multiplex import (
 # task of its own): how the executor and the WebSocket handler find it.
 _current: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("forecourt_lane", default=None)
 
-# Events delivered by the fast path, per process: tests read it.
+# Events delivered by the fast path, and the frames it made for them, per process: tests read them.
 delivered = 0
+frames_made = 0
 _FIXED: Any = object()
+
+
+class _Group:
+    """The lanes whose frames are the same bytes for the same audience class (same selection,
+    operation id, extensions and socket kind): one object per such set while any lane holds
+    it, so that finding an event's frame costs a hash by identity (see Lane.offer)."""
+
+    __slots__ = ("__weakref__",)
+
+
+_groups: weakref.WeakValueDictionary[tuple, _Group] = weakref.WeakValueDictionary()
+
+
+def _group(key: tuple) -> _Group:
+    group = _groups.get(key)
+    if group is None:
+        group = _groups[key] = _Group()
+    return group
 
 
 class Lane:
@@ -76,41 +96,66 @@ class Lane:
                 and selection_of(self.executor).synchronous)
 
     def offer(self, published: Published) -> bool:
-        """Send a live event to the socket, or give it back (False): see the module's docstring."""
-        global delivered
+        """Send a live event to the socket, or give it back (False): see the module's docstring.
+
+        This runs once per subscriber per event, in one synchronous loop over the process's
+        subscribers (the last one written waits for all the others), so the common case is
+        short: the frame for the lane's group (selection, message and socket kind: see
+        `_plan`) and audience class is made by the first lane that needs it and written as it
+        is by the others."""
+        global delivered, frames_made
         try:
             sequence = published.payload["sequence"]
-            if sequence <= self.last:
-                return True  # already delivered
-            if sequence != self.last + 1:
-                return False
+            last = self.last
+            if sequence != last + 1:
+                return sequence <= last  # already delivered, or a gap to fill from the log
             event = published.share(self.share)
             plan = self.plan
             if plan is None or plan[0] is not event.visibility:
                 plan = self.plan = self._plan(event)
-            _, message_key, viewer, audience = plan
+            _, group, viewer, audience, _ = plan
             if viewer is not _FIXED:
                 audience = event.audience_class(viewer)
-            key = (message_key, audience)
-            message = event.messages.get(key)
-            if message is None:
-                result = render_now(self.executor, event)
-                if result is None or result.errors or type(result.data) is not SharedData:
+            if group is None:  # a socket that compresses on its own
+                message = self._message(event, audience)
+                if message is None or not self.socket.send(message):
                     return False
-                message = event.messages[key] = result.data.message(self.kind, self.operation_id,
-                                                                    self.extensions)
-            if not self.socket.send(message):
-                return False
+            else:
+                frames = event.frames
+                frame = frames.get((group, audience))
+                if frame is None:
+                    message = self._message(event, audience)
+                    if message is None:
+                        return False
+                    frame = frames[(group, audience)] = self.socket.frame(message)
+                    frames_made += 1
+                if not self.socket.write(frame):
+                    return False
         except Exception:  # noqa: BLE001 (the ordinary path meets it again and reports it)
             return False
         self.last = sequence
         delivered += 1
         return True
 
+    def _message(self, event: SharedEvent, audience: Any) -> list | None:
+        """The lane's message for the event and an audience class (SharedData.message), or
+        None if the ordinary path must send it."""
+        key = (self.plan[4], audience)
+        message = event.messages.get(key)
+        if message is None:
+            result = render_now(self.executor, event)
+            if result is None or result.errors or type(result.data) is not SharedData:
+                return None
+            message = event.messages[key] = result.data.message(self.kind, self.operation_id,
+                                                                self.extensions)
+        return message
+
     def _plan(self, event: SharedEvent) -> tuple:
-        """What the lane's messages depend on, for the events of one visibility: (visibility,
-        what identifies the message but the audience, the viewer to classify per event or
-        _FIXED, the audience when fixed). The audience is the one execute_shared keys by
+        """What the lane's frames depend on, for the events of one visibility: (visibility,
+        the lane's group — what identifies its frames but the audience: the message and the
+        socket's kind; None for a socket whose frames are its own —, the viewer to classify
+        per event or _FIXED, the audience when fixed, what identifies the message but the
+        audience). The audience is the one execute_shared keys by
         (multiplex.Selection.audience), so the fast path and the ordinary path share results."""
         selection = selection_of(self.executor)
         context = self.executor.context_value
@@ -118,7 +163,9 @@ class Lane:
         visibility = event.visibility
         viewer = selection.viewers.get(visibility, _FIXED) if selection.closed[visibility] else _FIXED
         message_key = (selection.key, self.kind, self.operation_id, self.extensions)
-        return (visibility, message_key, viewer, None if viewer is not _FIXED else audience)
+        kind = self.socket.frame_kind()
+        group = None if kind is None else _group((message_key, kind))
+        return (visibility, group, viewer, None if viewer is not _FIXED else audience, message_key)
 
     def close(self) -> None:
         """No more fast-path deliveries (the operation is over or unsubscribed)."""

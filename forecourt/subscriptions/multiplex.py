@@ -79,7 +79,7 @@ class SharedEvent:
     """The root value of one event, shared by every subscriber of this process, with the
     results of the selections executed on it so far (by key)."""
 
-    __slots__ = ("_classes", "messages", "results", "root", "visibility")
+    __slots__ = ("_classes", "frames", "messages", "results", "root", "visibility")
 
     def __init__(self, root: Any, visibility: Visibility = EXACT_VIEWER) -> None:
         self.root = root
@@ -87,6 +87,8 @@ class SharedEvent:
         self.results: dict[Hashable, Any] = {}
         # The fast path's messages (SharedData.message) by selection, message and audience.
         self.messages: dict[Hashable, list] = {}
+        # Their WebSocket frames by the lanes' group and audience (live.py).
+        self.frames: dict[Hashable, bytes] = {}
         self._classes: Callable[[Hashable], Hashable] | None = None
 
     def audience_class(self, viewer: Hashable) -> Hashable:

@@ -61,25 +61,57 @@ class UvicornSocket:
         conn = protocol.conn
         if transport.is_closing() or conn.state is not State.OPEN or conn.expect_continuation_frame:
             return False
+        if self.mode is _OWN_CONTEXT or self.frame_kind() is None:
+            conn.send_text(message[0])
+            data = b"".join(conn.data_to_send())
+        else:
+            data = self.frame(message)
+        transport.write(data)
+        return True
+
+    def write(self, frame: bytes) -> bool:
+        """Write a frame made by `frame()` (for this socket or any other of the same
+        `frame_kind()`); False, writing nothing, if the connection cannot take it now."""
+        protocol = self.protocol
+        if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
+            return False
+        transport = protocol.transport
+        if transport.is_closing():
+            return False
+        conn = protocol.conn
+        if conn.state is not State.OPEN or conn.expect_continuation_frame:
+            return False
+        transport.write(frame)
+        return True
+
+    def frame_kind(self) -> Any:
+        """What the frames of this connection depend on besides the message, once its
+        handshake is over: connections of the same kind can be sent the same bytes. None for a
+        connection that compresses with a context of its own (each frame is its own)."""
         mode = self.mode
         if mode is _UNKNOWN:  # the handshake is over: extensions are settled
-            mode = self.mode = self._mode(conn)
+            mode = self.mode = self._mode(self.protocol.conn)
         if mode is _PLAIN:
+            return _PLAIN
+        if mode is _SHARED_DEFLATE:
+            return self.compression
+        return None
+
+    def frame(self, message: list) -> bytes:
+        """The frame of a message for a connection of a shareable `frame_kind()`, made once
+        per message and kind."""
+        if self.mode is _PLAIN:
             data = message[1]
             if data is None:
                 data = message[1] = Frame(Opcode.TEXT, message[0]).serialize(mask=False)
-        elif mode is _SHARED_DEFLATE:
-            frames = message[2]
-            if frames is None:
-                frames = message[2] = {}
-            data = frames.get(self.compression)
-            if data is None:
-                data = frames[self.compression] = _compressed_frame(message[0], *self.compression)
-        else:
-            conn.send_text(message[0])
-            data = b"".join(conn.data_to_send())
-        transport.write(data)
-        return True
+            return data
+        frames = message[2]
+        if frames is None:
+            frames = message[2] = {}
+        data = frames.get(self.compression)
+        if data is None:
+            data = frames[self.compression] = _compressed_frame(message[0], *self.compression)
+        return data
 
     def _mode(self, conn: Any) -> int:
         extensions = conn.extensions

@@ -90,9 +90,13 @@ class Vehicle(Base):
         CheckConstraint("trust_score BETWEEN 0 AND 100", name="trust_score"),
         CheckConstraint("jsonb_typeof(history) = 'array'", name="history_is_array"),
         Index("ix_vehicles_status", "status"),
-        Index("ix_vehicles_owner_id", "owner_id"),
+        # Only vehicles that have one (migration 0011): lookups are by a value (the body-type
+        # filter, the foreign keys' checks), and an import's rows mostly have neither.
+        Index("ix_vehicles_owner_id", "owner_id", postgresql_where=text("owner_id IS NOT NULL")),
         Index("ix_vehicles_listed_by", "listed_by"),
-        Index("ix_vehicles_catalog_id", "catalog_id"),
+        Index(
+            "ix_vehicles_catalog_id", "catalog_id", postgresql_where=text("catalog_id IS NOT NULL")
+        ),
         Index("ix_vehicles_newest", "created_at", "id"),
         Index("ix_vehicles_price", "price", "id"),
         Index("ix_vehicles_year", "year", "id"),
