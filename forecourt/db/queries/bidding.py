@@ -1,6 +1,6 @@
 """The bid path's SQL, run on a raw asyncpg connection: it is the hottest write in the product,
 and one round trip to read plus one to lock, check and write is what lets a busy auction keep
-up (bid_context() and write_bids(), alembic/versions/0011_bid_write.py)."""
+up (bid_context() and write_bids(), alembic/versions/0012_bid_write.py)."""
 
 from __future__ import annotations
 

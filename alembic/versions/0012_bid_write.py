@@ -1,8 +1,8 @@
 """bid writes in one round trip: write_bids() locks, checks that nothing the rules read has
 changed, and writes; bid_context() can read without locking; bidder_funds() is what both read
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-28
 """
 import importlib.util
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from alembic import op
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
