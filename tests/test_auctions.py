@@ -272,7 +272,56 @@ async def test_settlement_deadline_forfeits_the_deposit_and_offers_the_next_bidd
     await run_jobs(server)
     final = await get(gql, auction)
     assert final["status"] == "UNSOLD" and final["vehicle"]["status"] == "AVAILABLE"
+    # alice was offered the vehicle, not its winner: letting the offer lapse cost her nothing
+    assert tuple(await db.fetchrow(wallets, alice.raw_id)) == (D("10000000.00"), D("0.00"))
     for account in (alice, bob):
+        await assert_ledger_matches(db, account.raw_id)
+
+
+DECLINE = """mutation($id: ID!) { declineOffer(input: {auctionId: $id}) {
+  auction { status winner { id } winningAmount } userErrors { code message } } }"""
+
+
+async def login(gql, account) -> str:
+    body = await gql("mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { accessToken } }",
+                     {"e": account.email, "p": PASSWORD})
+    return body["data"]["login"]["accessToken"]
+
+
+async def test_an_offered_bidder_can_decline_and_the_offer_moves_on(gql, seller, clock, bidder, server, db):
+    auction = await new_auction(gql, seller, clock)
+    alice, carol, bob = await bidder(), await bidder(), await bidder()
+    for account, amount in ((alice, "1000000.00"), (carol, "1500000.00"), (bob, "2000000.00")):
+        assert (await place(gql, account, auction, amount))["userErrors"] == []
+    clock.advance(hours=2, seconds=1)
+    await run_jobs(server)
+    bound = (await gql(DECLINE, {"id": auction["id"]}, token=await login(gql, bob)))["data"]["declineOffer"]
+    assert bound["userErrors"][0]["code"] == "NOT_AN_OFFER"  # the winner must pay or forfeit
+    clock.advance(hours=24, seconds=1)
+    await run_jobs(server)  # bob forfeits; carol is offered it
+    wallets = "SELECT balance, held FROM wallets WHERE user_id = $1"
+    assert tuple(await db.fetchrow(wallets, carol.raw_id)) == (D("10000000.00"), D("300000.00"))
+    not_his = (await gql(DECLINE, {"id": auction["id"]}, token=await login(gql, bob)))["data"]["declineOffer"]
+    assert not_his["userErrors"][0]["code"] == "NOT_YOUR_OFFER"
+
+    declined = (await gql(DECLINE, {"id": auction["id"]}, token=await login(gql, carol)))["data"]["declineOffer"]
+    assert declined["userErrors"] == []
+    assert declined["auction"]["status"] == "PENDING_SETTLEMENT"
+    assert declined["auction"]["winningAmount"] == "1000000.00"
+    assert tuple(await db.fetchrow(wallets, carol.raw_id)) == (D("10000000.00"), D("0.00"))  # released
+    assert tuple(await db.fetchrow(wallets, alice.raw_id)) == (D("10000000.00"), D("200000.00"))
+    again = (await gql(DECLINE, {"id": auction["id"]}, token=await login(gql, carol)))["data"]["declineOffer"]
+    assert again["userErrors"][0]["code"] == "NOT_YOUR_OFFER"
+
+    last = (await gql(DECLINE, {"id": auction["id"]}, token=await login(gql, alice)))["data"]["declineOffer"]
+    assert last["userErrors"] == [] and last["auction"]["status"] == "UNSOLD"
+    assert (await get(gql, auction))["vehicle"]["status"] == "AVAILABLE"
+    assert tuple(await db.fetchrow(wallets, alice.raw_id)) == (D("10000000.00"), D("0.00"))
+    assert tuple(await db.fetchrow(wallets, bob.raw_id)) == (D("9600000.00"), D("0.00"))  # 400k forfeited
+    sequence = await db.fetchval("SELECT sequence FROM auctions")
+    types = [r["type"] for r in await db.fetch("SELECT type FROM auction_events ORDER BY sequence")]
+    assert len(types) == sequence and types[-3:] == ["SETTLEMENT_STARTED", "SETTLEMENT_STARTED", "ENDED"]
+    for account in (alice, carol, bob):
         await assert_ledger_matches(db, account.raw_id)
 
 

@@ -75,6 +75,7 @@ def sample(operation: str) -> tuple[str, dict]:
         "Mutation.cancelAuction": (
             'mutation { cancelAuction(input: {auctionId: "eA", reason: "r"}) { userErrors { code } } }', {}),
         "Mutation.settleAuction": ('mutation { settleAuction(input: {auctionId: "eA"}) { userErrors { code } } }', {}),
+        "Mutation.declineOffer": ('mutation { declineOffer(input: {auctionId: "eA"}) { userErrors { code } } }', {}),
         "Mutation.fundWallet": ('mutation { fundWallet(input: {amount: "1.00"}) { userErrors { code } } }', {}),
         "Mutation.adjustWallet": (
             'mutation { adjustWallet(input: {userId: "eA", amount: "1.00", reason: "r"}) { userErrors { code } } }', {}),

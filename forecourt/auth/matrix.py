@@ -63,6 +63,7 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.cancelAuction": SELLERS | STAFF,
     "Mutation.placeBid": BIDDERS | ADMINS,  # seed 004 route matrix: not concierge or manager
     "Mutation.settleAuction": BIDDERS | ADMINS,
+    "Mutation.declineOffer": BIDDERS | ADMINS,
     "Mutation.adjustWallet": ADMINS,
     "Mutation.fundWallet": SIGNED_IN,
     # sales training: for members of an organization; services check organization roles

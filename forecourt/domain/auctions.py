@@ -341,6 +341,14 @@ def sale_price_met(state: AuctionState, amount: Decimal) -> bool:
     return state.reserve_price is None or amount >= state.reserve_price
 
 
+def is_offer(passed_over: list[uuid.UUID]) -> bool:
+    """Whether the winner awaiting settlement was offered the vehicle after the winners before
+    them failed to pay (seed 004: "escalate to next bidder"). An offer may be declined, and
+    letting it lapse costs nothing: its bid was beaten at the close and nobody agreed to buy.
+    The auction's own winner is bound by their bid: not paying forfeits their deposit."""
+    return bool(passed_over)
+
+
 def choose_buyer(state: AuctionState, standings: list[Standing], excluded: set[uuid.UUID]) -> Standing | None:
     """The highest bidder not yet excluded (a winner who failed to pay) whose best bid meets the
     reserve. `standings` is ordered best first, earliest first on equal amounts."""

@@ -79,6 +79,14 @@ async def settle_auction(ctx: Context, input: t.SettleAuctionInput) -> t.Auction
     return await run_mutation(ctx, t.AuctionPayload, operation)
 
 
+async def decline_offer(ctx: Context, input: t.DeclineOfferInput) -> t.AuctionPayload:
+    async def operation(work):
+        _, auction_id = from_global_id(input.auction_id, "Auction", ("auctionId",))
+        return {"auction": t.AuctionType.from_row(await service.decline_offer(work, auction_id))}
+
+    return await run_mutation(ctx, t.AuctionPayload, operation)
+
+
 async def place_bid(ctx: Context, input: t.PlaceBidInput) -> t.PlaceBidPayload:
     assert ctx.principal is not None
     try:

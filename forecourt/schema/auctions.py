@@ -271,3 +271,8 @@ class CancelAuctionInput:
 @strawberry.input
 class SettleAuctionInput:
     auction_id: strawberry.ID
+
+
+@strawberry.input
+class DeclineOfferInput:
+    auction_id: strawberry.ID

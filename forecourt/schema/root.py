@@ -297,6 +297,13 @@ class Mutation:
         return await auctions.settle_auction(info.context, input)
 
     @guarded_mutation(
+        description="A bidder offered the vehicle after the winner failed to pay turns it down: "
+        "their deposit is released and the next-highest bidder is offered it."
+    )
+    async def decline_offer(self, info: strawberry.Info, input: at.DeclineOfferInput) -> at.AuctionPayload:
+        return await auctions.decline_offer(info.context, input)
+
+    @guarded_mutation(
         description="Top up your wallet: returns a Stripe PaymentIntent's client secret for Stripe.js; "
         "the wallet is credited when Stripe confirms the payment."
     )

@@ -293,21 +293,46 @@ async def _offer(work: Work, state: AuctionState, buyer: Standing) -> dict[str, 
 
 
 async def expire_settlement(work: Work, auction_id: uuid.UUID) -> dict[str, Any] | None:
-    """A winner who did not pay by the deadline forfeits the held deposit; the next-highest
-    bidder whose bid meets the reserve is offered the vehicle, or it is unsold."""
+    """A winner who did not pay by the deadline forfeits the held deposit (an offered buyer's is
+    released); the next-highest bidder whose bid meets the reserve is offered the vehicle, or it
+    is unsold."""
     row = await lock(work.session, auction_id)
     if (row is None or row["status"] != AuctionStatus.PENDING_SETTLEMENT.value
             or row["settlement_deadline"] > work.now):
         return None
+    return await _pass_on(work, row, "the settlement deadline passed")
+
+
+async def decline_offer(work: Work, auction_id: uuid.UUID) -> dict[str, Any]:
+    """An offered buyer turns the vehicle down: their deposit is released and the offer moves on
+    to the next-highest bidder, or the vehicle is unsold."""
+    actor = work.actor
+    assert actor is not None
+    row = await lock(work.session, auction_id)
+    if row is None:
+        raise DomainError("NOT_FOUND", "No such auction", ("auctionId",))
+    if row["status"] != AuctionStatus.PENDING_SETTLEMENT.value or row["winner_id"] != actor.user_id:
+        raise DomainError("NOT_YOUR_OFFER", "Only the buyer an auction awaits payment from can decline it")
+    if not rules.is_offer(row["passed_over"]):
+        raise DomainError("NOT_AN_OFFER", "The auction's winner is bound by the winning bid: settle it "
+                          "before the deadline or the deposit is forfeited")
+    if row["settlement_deadline"] <= work.now:
+        raise DomainError("SETTLEMENT_EXPIRED", "The offer has lapsed")
+    return await _pass_on(work, row, "the offer was declined")
+
+
+async def _pass_on(work: Work, row: Any, reason: str) -> dict[str, Any]:
     state = state_of(row)
     previous = row["winner_id"]
     if row["deposit_held"]:
+        offered = rules.is_offer(row["passed_over"])
+        kind = EntryType.BID_DEPOSIT_RELEASE if offered else EntryType.DEPOSIT_FORFEIT
         await wallet.post(work.session, work.now, wallet.Posting(
-            previous, EntryType.DEPOSIT_FORFEIT, row["deposit_held"], reference_type="auction",
-            reference_id=auction_id, description="Deposit forfeited: the settlement deadline passed",
+            previous, kind, row["deposit_held"], reference_type="auction", reference_id=row["id"],
+            description=f"Deposit {'released' if offered else 'forfeited'}: {reason}",
         ))
     passed_over = [*row["passed_over"], previous]
-    buyer = rules.choose_buyer(state, await standings(work.session, auction_id), set(passed_over))
+    buyer = rules.choose_buyer(state, await standings(work.session, row["id"]), set(passed_over))
     values: dict[str, Any] = {"passed_over": passed_over, "deposit_held": None}
     kinds: list[EventType] = []
     if buyer is None:
@@ -316,12 +341,12 @@ async def expire_settlement(work: Work, auction_id: uuid.UUID) -> dict[str, Any]
                       settlement_deadline=None)
         kinds.append(EventType.ENDED)
         await set_vehicle_status(work.session, row["vehicle_id"], VehicleStatus.AVAILABLE, work.now,
-                                 "auction_unsold", auction_id)
+                                 "auction_unsold", row["id"])
     else:
         values.update(await _offer(work, state, buyer))
         kinds.append(EventType.SETTLEMENT_STARTED)
     values["sequence"] = row["sequence"] + len(kinds)
-    after = await save(work.session, auction_id, **values)
+    after = await save(work.session, row["id"], **values)
     await write_events(work, row, after, kinds)
     return after
 
