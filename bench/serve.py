@@ -23,10 +23,9 @@ def main() -> None:
             ARGON2_MEMORY_KIB=1024, ARGON2_TIME_COST=1,
         )
         app = create_app(settings, database_url)
-        from forecourt.subscriptions.sockets import WebSockets
+        from forecourt.server import uvicorn_options
 
-        # WebSockets and WS_PER_MESSAGE_DEFLATE (from the environment) as `forecourt serve`
-        options = {"ws": WebSockets or "auto", "ws_per_message_deflate": settings.ws_per_message_deflate}
+        options = uvicorn_options(settings)  # as `forecourt serve` (WS_PER_MESSAGE_DEFLATE from the environment)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **options)
 
 

@@ -35,7 +35,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from forecourt.app import create_app
-    from forecourt.subscriptions.sockets import WebSockets
+    from forecourt.server import uvicorn_options
 
     started = time.perf_counter()
     settings.signing_secret()  # refuse to start without a usable secret, before anything else
@@ -45,9 +45,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     print(f"forecourt: database ready ({where}) in {time.perf_counter() - started:.1f}s", flush=True)
     print(f"forecourt: GraphiQL at http://{host}:{port}/graphql", flush=True)
-    # WebSockets: uvicorn's, with compression shared by subscribers (subscriptions/sockets.py)
-    uvicorn.run(app, host=host, port=port, log_level="info", ws_ping_interval=None,
-                ws=WebSockets or "auto", ws_per_message_deflate=settings.ws_per_message_deflate)
+    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
     return 0
 
 

@@ -26,6 +26,7 @@ from forecourt.app import create_app
 from forecourt.config import Settings
 from forecourt.db import embedded
 from forecourt.db.migrate import upgrade
+from forecourt.server import HttpProtocol
 
 TEMPLATE = "forecourt_template"
 _database_numbers = itertools.count(1)
@@ -157,7 +158,8 @@ class ThreadServer:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", ws_ping_interval=None, lifespan="on")
+        config = uvicorn.Config(self.app, log_level="warning", ws_ping_interval=None, lifespan="on",
+                                http=HttpProtocol or "auto")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

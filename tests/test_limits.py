@@ -55,6 +55,12 @@ async def test_cost_budget(tmp_path, database_url, clock):
         body = big.json()
         assert body["errors"][0]["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
         assert "cost" in body["errors"][0]["message"]
+        # costs are cached per document and page size: each size keeps its own
+        for n, status, cost in ((5, 200, 16), (100, 422, None), (2, 200, 7), (5, 200, 16)):
+            again = await client.post(query, {"n": n})
+            assert again.status_code == status
+            if cost is not None:
+                assert again.json()["extensions"]["cost"]["requestedQueryCost"] == cost
     finally:
         await client.close()
         live.stop()

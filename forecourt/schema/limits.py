@@ -130,11 +130,8 @@ class RequestLimits(SchemaExtension):
             schema = ctx.schema._schema
             errors = list(_validate(schema, ctx.query or "", document, self.limits))
             if not errors:
-                self.cost = operation_cost(
-                    schema,
-                    document,
-                    ctx.operation_name,
-                    ctx.variables or {},
+                self.cost = _cached_cost(
+                    schema, ctx.query or "", document, ctx.operation_name, ctx.variables or {},
                     self.limits.default_page_size,
                 )
                 if self.cost > self.limits.max_cost:
@@ -153,6 +150,64 @@ class RequestLimits(SchemaExtension):
         if self.cost is None:
             return {}
         return {"cost": {"requestedQueryCost": self.cost, "maximumAvailable": self.limits.max_cost}}
+
+
+class _ReadVariables(dict):
+    """Variables that note which of them were read."""
+
+    def __init__(self, variables: dict[str, Any]) -> None:
+        super().__init__(variables)
+        self.read: set[str] = set()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.read.add(name)
+        return super().get(name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.add(name)
+        return super().__getitem__(name)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self.read.add(name)
+        return super().__contains__(name)
+
+
+_COST_CACHE: OrderedDict[tuple, tuple[tuple[str, ...], dict[tuple, int]]] = OrderedDict()
+COST_CACHE_SIZE = 1024
+COSTS_PER_DOCUMENT = 64
+
+
+def _cached_cost(schema: GraphQLSchema, query: str, document: DocumentNode,
+                 operation_name: str | None, variables: dict[str, Any], default_page_size: int) -> int:
+    """operation_cost(), cached by document text and the values of the variables it reads
+    (page sizes): a client repeating an operation pays for its cost analysis once."""
+    key = (id(schema), query, operation_name, default_page_size)
+    entry = _COST_CACHE.get(key)
+    if entry is not None:
+        names, costs = entry
+        values = tuple(variables.get(name) for name in names)
+        try:
+            cost = costs.get(values)
+        except TypeError:  # an unhashable value (a list or an object): not cached
+            return operation_cost(schema, document, operation_name, variables, default_page_size)
+        if cost is not None:
+            _COST_CACHE.move_to_end(key)
+            return cost
+    read = _ReadVariables(variables)
+    cost = operation_cost(schema, document, operation_name, read, default_page_size)
+    names = tuple(sorted(read.read))
+    if entry is None or entry[0] != names:
+        entry = _COST_CACHE[key] = (names, {})
+        if len(_COST_CACHE) > COST_CACHE_SIZE:
+            _COST_CACHE.popitem(last=False)
+    values = tuple(variables.get(name) for name in names)
+    try:
+        if len(entry[1]) < COSTS_PER_DOCUMENT:
+            entry[1][values] = cost
+    except TypeError:
+        pass
+    return cost
 
 
 def operation_cost(
