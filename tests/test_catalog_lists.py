@@ -4,11 +4,17 @@ strawberry/graphql-core execution and the per-vehicle DataLoaders give."""
 
 from __future__ import annotations
 
+import uuid
+from decimal import Decimal as D
+
 import asyncpg
 import orjson
 import pytest
+from sqlalchemy.dialects import postgresql
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from forecourt.db.pagination import encode_cursor, page_statement
+from forecourt.db.queries import catalog as queries
 from forecourt.schema.context import Context
 from forecourt.schema.execution import Executor
 from forecourt.schema.relay import to_global_id
@@ -191,3 +197,34 @@ async def test_reads_run_without_a_transaction(gql, inventory, monkeypatch):
     dealer, _ = inventory
     await create(gql, dealer)  # a mutation still runs in a transaction
     assert started
+
+
+@pytest.mark.parametrize(("order", "filters", "after"), [
+    ("PRICE_ASC", {}, None),
+    ("PRICE_DESC", {}, (D("25000.00"), "00000000-0000-0000-0000-000000000000")),
+    ("PRICE_ASC", {"price_min": D("1000"), "price_max": D("2000")}, None),
+])
+async def test_price_pages_and_filters_use_the_price_index(db, order, filters, after):
+    await db.execute("""INSERT INTO vehicles (id, vin, year, make, model, price)
+        SELECT gen_random_uuid(), 'PRC' || lpad(g::text, 14, '0'), 2019, 'Toyota', 'X',
+               CASE WHEN g % 7 <> 0 THEN g * 10 END
+        FROM generate_series(1, 5000) g""")
+    await db.execute("ANALYZE vehicles")
+    keys, descending = queries.order_keys(order, None)
+    cursor = encode_cursor([after[0], uuid.UUID(after[1])]) if after else None
+    statement = page_statement(queries.filtered(queries.VehicleQuery(**filters)), keys, first=20,
+                               after=cursor, descending=descending)
+    text = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN " + text))
+        assert "ix_vehicles_price" in plan and "Sort" not in plan, plan
+        rows = await db.fetch(text)
+    prices = [r["price"] for r in rows]
+    assert len(rows) == 21  # a page and one more (is there a next page)
+    if after:
+        assert all((p or 0) < after[0] for p in prices)
+    if filters:
+        assert all(D("1000") <= p <= D("2000") for p in prices)
+    expected = sorted(prices, key=lambda p: p or 0, reverse=descending)
+    assert prices == expected

@@ -73,6 +73,17 @@ def decode_cursor(cursor: str, columns: Sequence[ColumnElement]) -> tuple:
         raise DomainError("INVALID_CURSOR", "the cursor is not valid", ("after",)) from None
 
 
+def page_statement(statement: Select, order: Sequence[ColumnElement], *, first: int,
+                   after: str | None, descending: bool) -> Select:
+    """`statement` limited to one page after the cursor `after` (one row more: is there a next)."""
+    stmt = statement.add_columns(*(c.label(f"_k{i}") for i, c in enumerate(order)))
+    if after:
+        key = decode_cursor(after, order)
+        boundary = tuple_(*order) < tuple_(*key) if descending else tuple_(*order) > tuple_(*key)
+        stmt = stmt.where(boundary)
+    return stmt.order_by(*[c.desc() if descending else c.asc() for c in order]).limit(first + 1)
+
+
 async def keyset_page(
     reader: Reader,
     statement: Select,
@@ -87,12 +98,7 @@ async def keyset_page(
     A statement of one ORM entity returns entities; otherwise the rows themselves (with the
     key columns added as `_k0`, `_k1`, … to build cursors).
     """
-    stmt = statement.add_columns(*(c.label(f"_k{i}") for i, c in enumerate(order)))
-    if after:
-        key = decode_cursor(after, order)
-        boundary = tuple_(*order) < tuple_(*key) if descending else tuple_(*order) > tuple_(*key)
-        stmt = stmt.where(boundary)
-    stmt = stmt.order_by(*[c.desc() if descending else c.asc() for c in order]).limit(first + 1)
+    stmt = page_statement(statement, order, first=first, after=after, descending=descending)
     result = (await reader.execute(stmt)).all() if first > 0 else []
     width = len(order)
     rows = result[:first]

@@ -98,7 +98,7 @@ class Vehicle(Base):
             "ix_vehicles_catalog_id", "catalog_id", postgresql_where=text("catalog_id IS NOT NULL")
         ),
         Index("ix_vehicles_newest", "created_at", "id"),
-        Index("ix_vehicles_price", "price", "id"),
+        Index("ix_vehicles_price", text("coalesce(price, 0)"), "id"),  # queries/catalog.py PRICE_KEY
         Index("ix_vehicles_year", "year", "id"),
         Index("ix_vehicles_make_model", text("lower(make)"), text("lower(model)")),
         Index("ix_vehicles_search", "search", postgresql_using="gin"),

@@ -64,6 +64,11 @@ def search_query(text: str) -> ColumnElement:
     return func.websearch_to_tsquery("english", text)
 
 
+# Prices as listings sort and filter by them: unpriced vehicles as 0, so a cursor never holds a
+# NULL. ix_vehicles_price is on this expression (with a literal 0, as the index has it).
+PRICE_KEY = func.coalesce(v.price, literal_column("0"))
+
+
 @lru_cache(maxsize=256)
 def filtered(q: VehicleQuery) -> Select:
     """The vehicles `q` asks for (statements are immutable: the same filter reuses one)."""
@@ -78,10 +83,12 @@ def filtered(q: VehicleQuery) -> Select:
         conditions.append(v.year >= q.year_min)
     if q.year_max is not None:
         conditions.append(v.year <= q.year_max)
+    if q.price_min is not None or q.price_max is not None:
+        conditions.append(v.price.is_not(None))  # a price filter never matches an unpriced vehicle
     if q.price_min is not None:
-        conditions.append(v.price >= q.price_min)
+        conditions.append(PRICE_KEY >= q.price_min)
     if q.price_max is not None:
-        conditions.append(v.price <= q.price_max)
+        conditions.append(PRICE_KEY <= q.price_max)
     if q.conditions:
         conditions.append(v.condition.in_([c.value for c in q.conditions]))
     if q.features:
@@ -101,9 +108,9 @@ def filtered(q: VehicleQuery) -> Select:
 def order_keys(order: str, search: str | None) -> tuple[list[ColumnElement], bool]:
     """The unique ordering key for a VehicleOrder, and whether it runs descending."""
     if order == "PRICE_ASC":
-        return [func.coalesce(v.price, 0).label("k_price"), v.id], False
+        return [PRICE_KEY.label("k_price"), v.id], False
     if order == "PRICE_DESC":
-        return [func.coalesce(v.price, 0).label("k_price"), v.id], True
+        return [PRICE_KEY.label("k_price"), v.id], True
     if order == "YEAR_DESC":
         return [v.year, v.id], True
     if order == "RELEVANCE" and search:
