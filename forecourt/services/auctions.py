@@ -306,19 +306,26 @@ async def expire_settlement(work: Work, auction_id: uuid.UUID) -> dict[str, Any]
 async def decline_offer(work: Work, auction_id: uuid.UUID) -> dict[str, Any]:
     """An offered buyer turns the vehicle down: their deposit is released and the offer moves on
     to the next-highest bidder, or the vehicle is unsold."""
+    row = await _awaiting_actor(work, auction_id, DomainError(
+        "NOT_YOUR_OFFER", "Only the buyer an auction awaits payment from can decline it"))
+    if not rules.is_offer(row["passed_over"]):
+        raise DomainError("NOT_AN_OFFER", "The auction's winner is bound by the winning bid: settle it "
+                          "before the deadline or the deposit is forfeited")
+    return await _pass_on(work, row, "the offer was declined")
+
+
+async def _awaiting_actor(work: Work, auction_id: uuid.UUID, not_theirs: DomainError) -> Any:
+    """The auction, locked, if it awaits the actor's payment and its deadline has not passed."""
     actor = work.actor
     assert actor is not None
     row = await lock(work.session, auction_id)
     if row is None:
         raise DomainError("NOT_FOUND", "No such auction", ("auctionId",))
     if row["status"] != AuctionStatus.PENDING_SETTLEMENT.value or row["winner_id"] != actor.user_id:
-        raise DomainError("NOT_YOUR_OFFER", "Only the buyer an auction awaits payment from can decline it")
-    if not rules.is_offer(row["passed_over"]):
-        raise DomainError("NOT_AN_OFFER", "The auction's winner is bound by the winning bid: settle it "
-                          "before the deadline or the deposit is forfeited")
+        raise not_theirs
     if row["settlement_deadline"] <= work.now:
-        raise DomainError("SETTLEMENT_EXPIRED", "The offer has lapsed")
-    return await _pass_on(work, row, "the offer was declined")
+        raise DomainError("SETTLEMENT_EXPIRED", "The settlement deadline has passed")
+    return row
 
 
 async def _pass_on(work: Work, row: Any, reason: str) -> dict[str, Any]:
@@ -354,29 +361,23 @@ async def _pass_on(work: Work, row: Any, reason: str) -> dict[str, Any]:
 async def settle(work: Work, auction_id: uuid.UUID) -> dict[str, Any]:
     """The winner pays: the held deposit is released into the payment of the hammer price, the
     seller is credited, and the vehicle moves on to settlement (inspection, papers, delivery)."""
-    actor = work.actor
-    assert actor is not None
-    row = await lock(work.session, auction_id)
-    if row is None:
-        raise DomainError("NOT_FOUND", "No such auction", ("auctionId",))
-    if row["status"] != AuctionStatus.PENDING_SETTLEMENT.value or row["winner_id"] != actor.user_id:
-        raise DomainError("NOT_YOUR_SETTLEMENT", "Only the winner can settle an auction awaiting payment")
-    if row["settlement_deadline"] <= work.now:
-        raise DomainError("SETTLEMENT_EXPIRED", "The settlement deadline has passed")
+    row = await _awaiting_actor(work, auction_id, DomainError(
+        "NOT_YOUR_SETTLEMENT", "Only the winner can settle an auction awaiting payment"))
+    buyer = row["winner_id"]  # the actor
     price, held = row["winning_amount"], row["deposit_held"] or ZERO
-    await wallet.lock(work.session, [actor.user_id, row["seller_id"]])
-    funds = await wallet.view(work.session, actor.user_id, except_auction=auction_id)
+    await wallet.lock(work.session, [buyer, row["seller_id"]])
+    funds = await wallet.view(work.session, buyer, except_auction=auction_id)
     if funds.balance < price or funds.available + held < price:
         raise DomainError("INSUFFICIENT_FUNDS",
                           f"Settling needs {price}; the wallet holds {funds.available + held} for it")
     postings = [
-        wallet.Posting(actor.user_id, EntryType.AUCTION_PAYMENT, price, "auction", auction_id,
+        wallet.Posting(buyer, EntryType.AUCTION_PAYMENT, price, "auction", auction_id,
                        description="Payment for a won auction"),
         wallet.Posting(row["seller_id"], EntryType.AUCTION_PROCEEDS, price, "auction", auction_id,
                        description="Proceeds of a sold vehicle"),
     ]
     if held:
-        postings.insert(0, wallet.Posting(actor.user_id, EntryType.BID_DEPOSIT_RELEASE, held, "auction",
+        postings.insert(0, wallet.Posting(buyer, EntryType.BID_DEPOSIT_RELEASE, held, "auction",
                                           auction_id, description="Deposit applied to the payment"))
     await wallet.post(work.session, work.now, *postings)
     rules.transition(AuctionStatus.PENDING_SETTLEMENT, AuctionStatus.SETTLED)
