@@ -7,13 +7,21 @@ import asyncio
 import json
 import socket
 import threading
+import zlib
 
 import pytest
 import uvicorn
 import websockets
+from websockets.frames import Frame, Opcode
 
 from forecourt.subscriptions import live, multiplex
-from forecourt.subscriptions.sockets import WebSockets
+from forecourt.subscriptions.sockets import (
+    _SHARED_DEFLATE,
+    COMPRESSION_THRESHOLD,
+    SmallMessagesUncompressed,
+    UvicornSocket,
+    WebSockets,
+)
 from tests.conftest import fund, make_settings
 from tests.harness import GraphQLClient, LiveServer, RedisServer
 from tests.test_auctions import new_auction, place
@@ -333,11 +341,33 @@ async def test_compressed_messages_are_shared_and_compression_can_be_off(tmp_pat
             if n > 1:
                 assert live.delivered - before == 5
                 # one frame per distinct message and socket kind, not per subscriber: the
-                # compressed one (deflate) and the plain one of the graphql-transport-ws
-                # message, and the legacy protocol's message (compressed or plain)
+                # deflate connections' one and the plain one of the graphql-transport-ws
+                # message, and the legacy protocol's message (these events are small, so the
+                # deflate connections' frame is sent uncompressed: see the next test)
                 assert live.frames_made - frames == (3 if deflate else 2)
         for ws in (*offering, legacy, plain):
             await ws.close()
     finally:
         await gql.close()
         server.stop()
+
+
+def test_messages_under_the_threshold_go_uncompressed_and_larger_ones_compressed():
+    small = json.dumps({"payload": "x" * 300}).encode()
+    large = json.dumps({"payload": [f"bid {n}" for n in range(400)]}).encode()
+    assert len(small) < COMPRESSION_THRESHOLD <= len(large)
+    # the ordinary path (websockets' encoder, as negotiated by WebSockets)
+    deflate = SmallMessagesUncompressed(False, True, 15, 12)
+    sent = deflate.encode(Frame(Opcode.TEXT, small))
+    assert not sent.rsv1 and sent.data == small
+    sent = deflate.encode(Frame(Opcode.TEXT, large))
+    assert sent.rsv1 and len(sent.data) < len(large)
+    assert zlib.decompressobj(wbits=-12).decompress(sent.data + b"\x00\x00\xff\xff") == large
+    # the fast path's frames shared by such connections agree: FIN + text, RSV1 only when large
+    shared = UvicornSocket(None)
+    shared.mode, shared.compression = _SHARED_DEFLATE, (12, (("memLevel", 5),))
+    assert shared.frame([small, None, None])[0] == 0x81
+    frame = shared.frame([large, None, None])
+    assert frame[0] == 0xC1
+    payload = frame[4:]  # 126 + a 16-bit length
+    assert zlib.decompressobj(wbits=-12).decompress(payload + b"\x00\x00\xff\xff") == large

@@ -14,6 +14,11 @@ frame of an uncompressed connection (server frames are not masked), and the fram
 connection whose permessage-deflate compresses each message on its own
 (server_no_context_takeover, which `WebSockets` negotiates); a connection that keeps a
 compression context (uvicorn's default) compresses its own copy.
+
+Messages under COMPRESSION_THRESHOLD bytes are sent uncompressed on every connection (RFC 7692
+leaves compression to the sender, message by message; Node's `ws` does the same under 1 KiB):
+a few hundred bytes of JSON shrink little, and each of their subscribers would spend more
+inflating them than the network saves.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ except ImportError:  # pragma: no cover
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
 SCOPE_KEY = "forecourt.direct_socket"
+COMPRESSION_THRESHOLD = 1024  # bytes of a message's text
 _UNKNOWN, _PLAIN, _SHARED_DEFLATE, _OWN_CONTEXT = 0, 1, 2, 3
 
 
@@ -101,10 +107,9 @@ class UvicornSocket:
         """The frame of a message for a connection of a shareable `frame_kind()`, made once
         per message and kind."""
         if self.mode is _PLAIN:
-            data = message[1]
-            if data is None:
-                data = message[1] = Frame(Opcode.TEXT, message[0]).serialize(mask=False)
-            return data
+            return self._plain_frame(message)
+        if len(message[0]) < COMPRESSION_THRESHOLD:
+            return self._plain_frame(message)
         frames = message[2]
         if frames is None:
             frames = message[2] = {}
@@ -113,17 +118,43 @@ class UvicornSocket:
             data = frames[self.compression] = _compressed_frame(message[0], *self.compression)
         return data
 
+    @staticmethod
+    def _plain_frame(message: list) -> bytes:
+        data = message[1]
+        if data is None:
+            data = message[1] = Frame(Opcode.TEXT, message[0]).serialize(mask=False)
+        return data
+
     def _mode(self, conn: Any) -> int:
         extensions = conn.extensions
         if not extensions:
             return _PLAIN
-        if len(extensions) == 1 and type(extensions[0]) is PerMessageDeflate:
+        if len(extensions) == 1 and type(extensions[0]) is SmallMessagesUncompressed:
             deflate = extensions[0]
             if deflate.local_no_context_takeover:
                 self.compression = (deflate.local_max_window_bits,
                                     tuple(sorted(deflate.compress_settings.items())))
                 return _SHARED_DEFLATE
         return _OWN_CONTEXT
+
+
+class SmallMessagesUncompressed(PerMessageDeflate):
+    """permessage-deflate that sends messages under COMPRESSION_THRESHOLD uncompressed."""
+
+    def encode(self, frame: Frame) -> Frame:
+        if frame.fin and frame.opcode in _DATA and len(frame.data) < COMPRESSION_THRESHOLD:
+            return frame  # a whole message, its RSV1 bit clear: not compressed
+        return super().encode(frame)
+
+
+_DATA = (Opcode.TEXT, Opcode.BINARY)
+
+
+class _DeflateFactory(ServerPerMessageDeflateFactory):
+    def process_request_params(self, params: Any, accepted_extensions: Any) -> Any:
+        response, extension = super().process_request_params(params, accepted_extensions)
+        extension.__class__ = SmallMessagesUncompressed
+        return response, extension
 
 
 def _compressed_frame(data: bytes, window_bits: int, settings: tuple) -> bytes:
@@ -168,7 +199,7 @@ if WebSocketsSansIOProtocol is not None:
             super().__init__(config, server_state, app_state, _loop)
             if config.ws_per_message_deflate:
                 self.conn = ServerProtocol(
-                    extensions=[ServerPerMessageDeflateFactory(
+                    extensions=[_DeflateFactory(
                         server_no_context_takeover=True, server_max_window_bits=12,
                         client_max_window_bits=12, compress_settings={"memLevel": 5},
                     )],
