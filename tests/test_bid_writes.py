@@ -69,7 +69,7 @@ async def state(db, auction):
 
 
 async def test_a_bid_overtaken_by_another_process_is_judged_against_the_new_price(
-        gql, seller, clock, alice, bob, db, writers, between_read_and_write):
+        gql, seller, clock, alice, bob, db, writers, between_read_and_write, monkeypatch):
     ours, theirs = writers
     auction = await new_auction(gql, seller, clock)
 
@@ -85,8 +85,18 @@ async def test_a_bid_overtaken_by_another_process_is_judged_against_the_new_pric
         D("1100000.00"), bob.raw_id, 1, 1)
     assert await db.fetchval("SELECT count(*) FROM bids WHERE auction_id = $1", raw(auction)) == 1
 
-    # and one that still outbids it is written after it, in sequence
+    # and one that still outbids it is written after it, in sequence; having found another
+    # process writing to this auction, our writer now locks before it reads
+    locked = []
+    original = sql.context
+
+    async def context(*args, lock, **kwargs):
+        locked.append(lock)
+        return await original(*args, lock=lock, **kwargs)
+
+    monkeypatch.setattr(sql, "context", context)
     assert isinstance(await bid(ours, alice, auction, "1150000.00"), Placed)
+    assert locked == [True]
     assert [tuple(r) for r in await db.fetch(
         "SELECT position, amount FROM bids WHERE auction_id = $1 ORDER BY position", raw(auction))] == [
         (1, D("1100000.00")), (2, D("1150000.00"))]

@@ -138,6 +138,9 @@ class UvicornSocket:
         return _OWN_CONTEXT
 
 
+_DATA = (Opcode.TEXT, Opcode.BINARY)
+
+
 class SmallMessagesUncompressed(PerMessageDeflate):
     """permessage-deflate that sends messages under COMPRESSION_THRESHOLD uncompressed."""
 
@@ -145,9 +148,6 @@ class SmallMessagesUncompressed(PerMessageDeflate):
         if frame.fin and frame.opcode in _DATA and len(frame.data) < COMPRESSION_THRESHOLD:
             return frame  # a whole message, its RSV1 bit clear: not compressed
         return super().encode(frame)
-
-
-_DATA = (Opcode.TEXT, Opcode.BINARY)
 
 
 class _DeflateFactory(ServerPerMessageDeflateFactory):
