@@ -156,3 +156,99 @@ async def test_committing_less_elsewhere_does_not_stop_a_bid(
     assert isinstance(await bid(ours, carol, one, "1000000.00"), Placed)
     assert True not in locked  # written on the first attempt: nothing it relied on got worse
     assert (await state(db, one))["leader_id"] == carol.raw_id
+
+
+# ---------------------------------------------------------------- what a writer remembers
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The bid_context() reads made from here on: whether each took the locks first."""
+    made: list[bool] = []
+    original = sql.context
+
+    async def context(*args, lock, **kwargs):
+        made.append(lock)
+        return await original(*args, lock=lock, **kwargs)
+
+    monkeypatch.setattr(sql, "context", context)
+    return made
+
+
+async def test_a_writer_applies_an_auctions_next_bid_to_what_it_wrote_without_reading(
+        gql, seller, clock, alice, bob, db, writers, reads):
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    assert isinstance(await bid(ours, alice, auction, "1000000.00"), Placed)
+    assert reads == [False]
+    for amount in ("1050000.00", "1100000.00"):
+        assert isinstance(await bid(ours, alice, auction, amount), Placed)  # raising her own bid
+    assert reads == [False]
+    # a bidder it has not read yet is read (with the auction) first
+    assert isinstance(await bid(ours, bob, auction, "1150000.00"), Placed)
+    assert isinstance(await bid(ours, alice, auction, "1200000.00"), Placed)
+    assert reads == [False, False]
+    after = await state(db, auction)
+    assert (after["current_price"], after["leader_id"], after["bid_count"], after["sequence"]) == (
+        D("1200000.00"), alice.raw_id, 5, 5)
+    assert await db.fetchval("SELECT bidder_count FROM auctions WHERE id = $1", raw(auction)) == 2
+    assert [tuple(r) for r in await db.fetch(
+        "SELECT sequence, type FROM auction_events WHERE auction_id = $1 ORDER BY sequence", raw(auction))] == [
+        (n, "BID_PLACED") for n in range(1, 6)]
+
+
+async def test_a_bid_applied_to_an_out_of_date_memory_is_judged_again_on_a_fresh_read(
+        gql, seller, clock, alice, bob, db, writers, reads):
+    ours, theirs = writers
+    auction = await new_auction(gql, seller, clock)
+    assert isinstance(await bid(ours, alice, auction, "1000000.00"), Placed)
+    assert isinstance(await bid(theirs, bob, auction, "1100000.00"), Placed)  # another process
+    refused = await bid(ours, alice, auction, "1050000.00")  # enough for what ours remembers
+    assert isinstance(refused, DomainError) and refused.code == "BID_TOO_LOW"
+    assert isinstance(await bid(ours, alice, auction, "1150000.00"), Placed)
+    after = await state(db, auction)
+    assert (after["current_price"], after["leader_id"], after["bid_count"], after["sequence"]) == (
+        D("1150000.00"), alice.raw_id, 3, 3)
+    assert [tuple(r) for r in await db.fetch(
+        "SELECT position, bidder_id FROM bids WHERE auction_id = $1 ORDER BY position", raw(auction))] == [
+        (1, alice.raw_id), (2, bob.raw_id), (3, alice.raw_id)]
+
+
+async def test_a_refusal_is_never_given_on_memory_alone(gql, seller, clock, bidder, bob, db, writers):
+    ours, theirs = writers
+    one, two = await new_auction(gql, seller, clock), await new_auction(gql, seller, clock)
+    carol = await bidder("300000")  # buying power for 1,500,000
+    assert isinstance(await bid(ours, carol, two, "1000000.00"), Placed)
+    refused = await bid(ours, carol, one, "1000000.00")  # 2,000,000 committed: too much
+    assert isinstance(refused, DomainError) and refused.code == "INSUFFICIENT_FUNDS"
+    # outbid on the other auction by another process: carol now commits nothing elsewhere,
+    # while the writer still remembers her 1,000,000 there
+    assert isinstance(await bid(theirs, bob, two, "1050000.00"), Placed)
+    assert isinstance(await bid(ours, carol, one, "1000000.00"), Placed)
+
+
+async def test_a_kyc_status_changed_since_the_writer_read_it_is_seen(
+        gql, seller, clock, alice, db, writers):
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    assert isinstance(await bid(ours, alice, auction, "1000000.00"), Placed)
+    await db.execute("UPDATE users SET kyc_status = 'rejected' WHERE id = $1", alice.raw_id)
+    refused = await bid(ours, alice, auction, "1050000.00")
+    assert isinstance(refused, DomainError) and refused.code == "KYC_REQUIRED"
+    assert (await state(db, auction))["bid_count"] == 1
+
+
+async def test_an_idempotency_key_already_used_on_the_auction_is_seen(gql, seller, clock, alice, db, writers):
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+
+    async def keyed(amount):
+        return await ours.place(raw(auction), Submission(BidRequest(alice.raw_id, D(amount)), "retry-1"))
+
+    first = await keyed("1000000.00")
+    assert isinstance(first, Placed) and not first.replayed
+    again = await keyed("1000000.00")
+    assert isinstance(again, Placed) and again.replayed and again.bid["id"] == first.bid["id"]
+    # raising her own bid would be accepted by the rules: the write finds the key taken
+    reused = await keyed("1100000.00")
+    assert isinstance(reused, DomainError) and reused.code == "IDEMPOTENCY_KEY_REUSED"
+    assert (await state(db, auction))["bid_count"] == 1

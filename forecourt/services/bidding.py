@@ -11,6 +11,12 @@ withdrawal), nothing is written and the batch is applied again inside a transact
 the locks before reading, so it cannot fail twice; and the writer locks first on that auction
 for a second, as another process is likely bidding on it too. The rules never act on a price
 or balance that is not current when the bids are written.
+
+The writer also remembers each auction as it left it (the row it wrote and its version, and
+what it read of the bidders), and applies the auction's next bids to that without reading:
+one round trip. The write's checks are the same, so a memory that has gone out of date writes
+nothing and the batch is read afresh; so is one the memory would refuse, since a refusal must
+rest on what is current (the bidder may have committed less elsewhere since).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +48,8 @@ MAX_BATCH = 256
 POOL_SIZE = 4  # writers of different auctions run side by side; one auction has one writer
 CONTENTION_SECONDS = 1.0  # after a write found its read changed, how long to lock first
 MAX_CONTENDED = 1024
+MAX_KNOWN = 1024  # auctions whose last write a writer remembers
+MAX_KNOWN_BIDDERS = 32  # per auction
 
 
 @dataclass(frozen=True)
@@ -63,18 +71,33 @@ class Placed:
 Result = Placed | DomainError
 
 
+@dataclass(frozen=True)
+class Applied:
+    results: list[Result]
+    # The auction, its version and its bidders after the batch, in bid_context()'s shape: what
+    # the auction's next bids can be applied to (None for an auction that does not exist).
+    context: dict[str, Any] | None
+
+
 async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: list[Submission],
-                now: datetime, outbox: Outbox, *, lock: bool,
-                protect_reserve: bool = False) -> list[Result] | None:
+                now: datetime, outbox: Outbox, *, lock: bool, known: dict[str, Any] | None = None,
+                also_read: Collection[uuid.UUID] = (), protect_reserve: bool = False) -> Applied | None:
     """Apply bids in order; one result per submission. With `lock`, inside the caller's
     transaction, locking before reading; without, None if what was read changed before the
-    write (nothing written). With `protect_reserve`, the platform's reserve-protection bid is
-    placed if one is due."""
+    write (nothing written). With `known` (an earlier Applied.context), nothing is read, and
+    None also if it lacks a bidder or any bid is refused. `also_read`: other bidders to read
+    (not lock) for the context returned. With `protect_reserve`, the platform's
+    reserve-protection bid is placed if one is due."""
     people = sorted({s.request.bidder_id for s in submissions if s.request.bidder_id is not None})
-    keys = {(s.request.bidder_id, s.idempotency_key) for s in submissions if s.idempotency_key}
-    found = await sql.context(conn, auction_id, people, sorted(keys), lock=lock)
-    if found is None:
-        return [DomainError("NOT_FOUND", "No such auction", ("auctionId",))] * len(submissions)
+    if known is not None:
+        if not known["bidders"].keys() >= set(people):
+            return None
+        found = known
+    else:
+        keys = {(s.request.bidder_id, s.idempotency_key) for s in submissions if s.idempotency_key}
+        found = await sql.context(conn, auction_id, sorted({*people, *also_read}), sorted(keys), lock=lock)
+        if found is None:
+            return Applied([DomainError("NOT_FOUND", "No such auction", ("auctionId",))] * len(submissions), None)
     auction, bidders = found["auction"], found["bidders"]
     earlier = {(b["bidder_id"], b["idempotency_key"]): b for b in found["earlier"]}
     state = state_of(auction)
@@ -99,6 +122,8 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
         try:
             outcome = rules.place_bid(state, request, funds, now)
         except DomainError as err:
+            if known is not None:
+                return None
             results.append(err)
             continue
         state = outcome.state
@@ -122,11 +147,18 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
         results.append(Placed(rows[0], auction))
         if submission.idempotency_key:
             earlier[key] = rows[0]
+    version = found["version"]
     if new_bids:
         rows = event_rows(auction_id, first_sequence, events, now, outbox)
-        if not await sql.write(conn, found, auction, new_bids, rows, now):
+        version = await sql.write(conn, found, [bidders[p] for p in people if p in bidders], auction,
+                                  new_bids, rows, now)
+        if version is None:
             return None
-    return results
+    # this batch's bidders last: a writer keeps the most recent of an auction's bidders
+    order = [b for b in bidders if b not in set(people)] + [b for b in people if b in bidders]
+    after = {"auction": auction, "version": version, "earlier": [],
+             "bidders": {b: {**bidders[b], "has_bid": b in has_bid} for b in order}}
+    return Applied(results, after)
 
 
 def _changed(state: rules.AuctionState) -> dict[str, Any]:
@@ -174,6 +206,7 @@ class BidWriter:
         self._waiting: dict[uuid.UUID, list[tuple[Submission, asyncio.Future]]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._contended: dict[uuid.UUID, float] = {}  # auction -> lock first until (monotonic)
+        self._known: dict[uuid.UUID, dict[str, Any]] = {}  # auction -> Applied.context of its last write
 
     async def place(self, auction_id: uuid.UUID, submission: Submission) -> Result:
         queue = self._waiting.get(auction_id)
@@ -234,24 +267,39 @@ class BidWriter:
                      protect_reserve: bool = False) -> list[Result]:
         pool = await self._connected()
         async with pool.acquire() as conn:
-            results = None
+            applied = None
             if self._contended.get(auction_id, 0.0) < time.monotonic():
-                outbox = Outbox()
-                results = await apply(conn, auction_id, submissions, self._clock(), outbox,
-                                      lock=False, protect_reserve=protect_reserve)
-                if results is None:
-                    self._remember_contention(auction_id)
-                else:
-                    self._contended.pop(auction_id, None)
-            if results is None:
+                known = self._known.pop(auction_id, None)
+                if known is not None and not protect_reserve:
+                    outbox = Outbox()
+                    applied = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                                          lock=False, known=known)
+                if applied is None:
+                    # the bidders it knew are read again too: an auction's bidders take turns
+                    also = list(known["bidders"])[-MAX_KNOWN_BIDDERS:] if known is not None else ()
+                    outbox = Outbox()
+                    applied = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                                          lock=False, also_read=also, protect_reserve=protect_reserve)
+                    if applied is None:
+                        self._remember_contention(auction_id)
+                    else:
+                        self._contended.pop(auction_id, None)
+                if applied is not None and applied.context is not None:
+                    self._remember(auction_id, applied.context)
+            if applied is None:
                 outbox = Outbox()
                 async with conn.transaction():
-                    results = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                    applied = await apply(conn, auction_id, submissions, self._clock(), outbox,
                                           lock=True, protect_reserve=protect_reserve)
-                if results is None:  # read under the locks it writes under: cannot happen
+                if applied is None:  # read under the locks it writes under: cannot happen
                     raise RuntimeError(f"bids on auction {auction_id} changed under their locks")
         await self._publish(outbox)
-        return results
+        return applied.results
+
+    def _remember(self, auction_id: uuid.UUID, context: dict[str, Any]) -> None:
+        if len(self._known) >= MAX_KNOWN:
+            del self._known[next(iter(self._known))]  # the auction written least recently
+        self._known[auction_id] = context
 
     def _remember_contention(self, auction_id: uuid.UUID) -> None:
         """Lock first on this auction for a while: another process is writing to it too."""

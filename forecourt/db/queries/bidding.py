@@ -1,6 +1,6 @@
 """The bid path's SQL, run on a raw asyncpg connection: it is the hottest write in the product,
 and one round trip to read plus one to lock, check and write is what lets a busy auction keep
-up (bid_context() and write_bids(), alembic/versions/0012_bid_write.py)."""
+up (bid_context(), alembic/versions/0012_bid_write.py; write_bids(), 0014_bid_write_version.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 
 CONTEXT = "SELECT bid_context($1, $2, $3, $4, $5)"
-WRITE = "SELECT write_bids(" + ", ".join(f"${n}" for n in range(1, 27)) + ")"
+WRITE = "SELECT write_bids(" + ", ".join(f"${n}" for n in range(1, 28)) + ")"
 
 TIME_COLUMNS = {"start_time", "end_time", "original_end_time", "settlement_deadline", "ended_at",
                 "settled_at", "created_at", "updated_at"}
@@ -53,14 +53,16 @@ async def context(conn: asyncpg.Connection, auction_id: uuid.UUID, bidders: list
     }
 
 
-async def write(conn: asyncpg.Connection, context: dict[str, Any], auction: dict[str, Any],
-                bids: list[dict[str, Any]], events: list[dict[str, Any]], now: datetime) -> bool:
-    """Write the bids, their events and the auction; False, having written nothing, if the
-    auction or a bidder's funds changed since `context` was read."""
-    bidders = list(context["bidders"].values())
+async def write(conn: asyncpg.Connection, context: dict[str, Any], bidders: list[dict[str, Any]],
+                auction: dict[str, Any], bids: list[dict[str, Any]], events: list[dict[str, Any]],
+                now: datetime) -> str | None:
+    """Write the bids, their events and the auction; the auction's new version, or None, having
+    written nothing, if the auction or the funds or KYC of `bidders` changed since `context`
+    was read, or a bid's idempotency key has been used on the auction since."""
     return await conn.fetchval(
         WRITE, auction["id"], context["version"], [b["id"] for b in bidders],
-        [b["version"] for b in bidders], [b["committed"] for b in bidders], now,
+        [b["version"] for b in bidders], [b["committed"] for b in bidders],
+        [b["kyc_status"] for b in bidders], now,
         [b["id"] for b in bids], [b["position"] for b in bids], [b["bidder_id"] for b in bids],
         [b["amount"] for b in bids], [b["max_amount"] for b in bids], [b["is_proxy"] for b in bids],
         [b["is_platform_bid"] for b in bids], [b["idempotency_key"] for b in bids],
