@@ -196,7 +196,7 @@ async def test_a_writer_applies_an_auctions_next_bid_to_what_it_wrote_without_re
         (n, "BID_PLACED") for n in range(1, 6)]
 
 
-async def test_a_bid_applied_to_an_out_of_date_memory_is_judged_again_on_a_fresh_read(
+async def test_a_bid_applied_to_an_out_of_date_memory_is_judged_again_on_what_changed(
         gql, seller, clock, alice, bob, db, writers, reads):
     ours, theirs = writers
     auction = await new_auction(gql, seller, clock)
@@ -205,6 +205,9 @@ async def test_a_bid_applied_to_an_out_of_date_memory_is_judged_again_on_a_fresh
     refused = await bid(ours, alice, auction, "1050000.00")  # enough for what ours remembers
     assert isinstance(refused, DomainError) and refused.code == "BID_TOO_LOW"
     assert isinstance(await bid(ours, alice, auction, "1150000.00"), Placed)
+    # judged on what the write that found the change read: no read of its own, nor locks (the
+    # two reads are each writer's first)
+    assert reads == [False, False]
     after = await state(db, auction)
     assert (after["current_price"], after["leader_id"], after["bid_count"], after["sequence"]) == (
         D("1150000.00"), alice.raw_id, 3, 3)

@@ -15,8 +15,10 @@ or balance that is not current when the bids are written.
 The writer also remembers each auction as it left it (the row it wrote and its version, and
 what it read of the bidders), and applies the auction's next bids to that without reading:
 one round trip. The write's checks are the same, so a memory that has gone out of date writes
-nothing and the batch is read afresh; so is one the memory would refuse, since a refusal must
-rest on what is current (the bidder may have committed less elsewhere since).
+nothing, and returns what it found instead, to which the batch is applied again (still two
+round trips when another process wrote last). A bid the memory would refuse is judged again
+on a fresh read, since a refusal must rest on what is current (the bidder may have committed
+less elsewhere since).
 """
 
 from __future__ import annotations
@@ -79,27 +81,34 @@ class Applied:
     context: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class Stale:
+    """Nothing was written: what the bids were applied to had changed (or, remembered, lacked
+    a bidder or would have refused a bid)."""
+
+    current: dict[str, Any] | None  # the auction as the write found it, if it read it
+
+
 async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: list[Submission],
-                now: datetime, outbox: Outbox, *, lock: bool, known: dict[str, Any] | None = None,
-                also_read: Collection[uuid.UUID] = (), protect_reserve: bool = False) -> Applied | None:
+                now: datetime, outbox: Outbox, *, lock: bool, context: dict[str, Any] | None = None,
+                remembered: bool = False, also_read: Collection[uuid.UUID] = (),
+                protect_reserve: bool = False) -> Applied | Stale:
     """Apply bids in order; one result per submission. With `lock`, inside the caller's
-    transaction, locking before reading; without, None if what was read changed before the
-    write (nothing written). With `known` (an earlier Applied.context), nothing is read, and
-    None also if it lacks a bidder or any bid is refused. `also_read`: other bidders to read
-    (not lock) for the context returned. With `protect_reserve`, the platform's
-    reserve-protection bid is placed if one is due."""
+    transaction, locking before reading; without, Stale if what was read changed before the
+    write. Given a `context` (bid_context()'s shape), nothing is read; a `remembered` one (an
+    earlier Applied.context) is also Stale if it lacks a bidder or any bid is refused.
+    `also_read`: other bidders to read (not lock) for the context returned. With
+    `protect_reserve`, the platform's reserve-protection bid is placed if one is due."""
     people = sorted({s.request.bidder_id for s in submissions if s.request.bidder_id is not None})
-    if known is not None:
-        if not known["bidders"].keys() >= set(people):
-            return None
-        found = known
-    else:
+    if context is None:
         keys = {(s.request.bidder_id, s.idempotency_key) for s in submissions if s.idempotency_key}
-        found = await sql.context(conn, auction_id, sorted({*people, *also_read}), sorted(keys), lock=lock)
-        if found is None:
+        context = await sql.context(conn, auction_id, sorted({*people, *also_read}), sorted(keys), lock=lock)
+        if context is None:
             return Applied([DomainError("NOT_FOUND", "No such auction", ("auctionId",))] * len(submissions), None)
-    auction, bidders = found["auction"], found["bidders"]
-    earlier = {(b["bidder_id"], b["idempotency_key"]): b for b in found["earlier"]}
+    elif not context["bidders"].keys() >= set(people):
+        return Stale(None)
+    auction, bidders = context["auction"], context["bidders"]
+    earlier = {(b["bidder_id"], b["idempotency_key"]): b for b in context["earlier"]}
     state = state_of(auction)
     if protect_reserve:
         amount = rules.platform_bid(state, now)
@@ -122,8 +131,8 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
         try:
             outcome = rules.place_bid(state, request, funds, now)
         except DomainError as err:
-            if known is not None:
-                return None
+            if remembered:
+                return Stale(None)
             results.append(err)
             continue
         state = outcome.state
@@ -147,17 +156,19 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
         results.append(Placed(rows[0], auction))
         if submission.idempotency_key:
             earlier[key] = rows[0]
-    version = found["version"]
+    version = context["version"]
+    batch = [b for b in people if b in bidders]
+    in_batch = set(batch)
+    others = [b for b in bidders if b not in in_batch]
     if new_bids:
         rows = event_rows(auction_id, first_sequence, events, now, outbox)
-        version = await sql.write(conn, found, [bidders[p] for p in people if p in bidders], auction,
-                                  new_bids, rows, now)
+        version, current = await sql.write(conn, context, [bidders[b] for b in batch],
+                                           others[-MAX_KNOWN_BIDDERS:], auction, new_bids, rows, now)
         if version is None:
-            return None
+            return Stale(current)
     # this batch's bidders last: a writer keeps the most recent of an auction's bidders
-    order = [b for b in bidders if b not in set(people)] + [b for b in people if b in bidders]
     after = {"auction": auction, "version": version, "earlier": [],
-             "bidders": {b: {**bidders[b], "has_bid": b in has_bid} for b in order}}
+             "bidders": {b: {**bidders[b], "has_bid": b in has_bid} for b in others + batch}}
     return Applied(results, after)
 
 
@@ -267,34 +278,37 @@ class BidWriter:
                      protect_reserve: bool = False) -> list[Result]:
         pool = await self._connected()
         async with pool.acquire() as conn:
-            applied = None
+            outcome: Applied | Stale | None = None
             if self._contended.get(auction_id, 0.0) < time.monotonic():
-                known = self._known.pop(auction_id, None)
-                if known is not None and not protect_reserve:
+                memory = self._known.pop(auction_id, None)
+                current = None
+                if memory is not None and not protect_reserve:
                     outbox = Outbox()
-                    applied = await apply(conn, auction_id, submissions, self._clock(), outbox,
-                                          lock=False, known=known)
-                if applied is None:
+                    outcome = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                                          lock=False, context=memory, remembered=True)
+                    if isinstance(outcome, Stale):
+                        current = outcome.current  # as the write found it: no need to read it
+                if not isinstance(outcome, Applied):
                     # the bidders it knew are read again too: an auction's bidders take turns
-                    also = list(known["bidders"])[-MAX_KNOWN_BIDDERS:] if known is not None else ()
+                    also = list(memory["bidders"])[-MAX_KNOWN_BIDDERS:] if memory is not None else ()
                     outbox = Outbox()
-                    applied = await apply(conn, auction_id, submissions, self._clock(), outbox,
-                                          lock=False, also_read=also, protect_reserve=protect_reserve)
-                    if applied is None:
+                    outcome = await apply(conn, auction_id, submissions, self._clock(), outbox, lock=False,
+                                          context=current, also_read=also, protect_reserve=protect_reserve)
+                    if isinstance(outcome, Stale):
                         self._remember_contention(auction_id)
                     else:
                         self._contended.pop(auction_id, None)
-                if applied is not None and applied.context is not None:
-                    self._remember(auction_id, applied.context)
-            if applied is None:
+                if isinstance(outcome, Applied) and outcome.context is not None:
+                    self._remember(auction_id, outcome.context)
+            if not isinstance(outcome, Applied):
                 outbox = Outbox()
                 async with conn.transaction():
-                    applied = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                    outcome = await apply(conn, auction_id, submissions, self._clock(), outbox,
                                           lock=True, protect_reserve=protect_reserve)
-                if applied is None:  # read under the locks it writes under: cannot happen
+                if not isinstance(outcome, Applied):  # read under the locks it writes under: cannot happen
                     raise RuntimeError(f"bids on auction {auction_id} changed under their locks")
         await self._publish(outbox)
-        return applied.results
+        return outcome.results
 
     def _remember(self, auction_id: uuid.UUID, context: dict[str, Any]) -> None:
         if len(self._known) >= MAX_KNOWN:

@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 
 CONTEXT = "SELECT bid_context($1, $2, $3, $4, $5)"
-WRITE = "SELECT write_bids(" + ", ".join(f"${n}" for n in range(1, 28)) + ")"
+WRITE = "SELECT * FROM write_bids(" + ", ".join(f"${n}" for n in range(1, 29)) + ")"
 
 TIME_COLUMNS = {"start_time", "end_time", "original_end_time", "settlement_deadline", "ended_at",
                 "settled_at", "created_at", "updated_at"}
@@ -41,7 +41,10 @@ async def context(conn: asyncpg.Connection, auction_id: uuid.UUID, bidders: list
     """What the bid rules need: with `lock`, read under the auction's and the bidders' wallets'
     locks (held until the caller's transaction ends); without, one consistent snapshot."""
     key_bidders, key_values = zip(*keys, strict=True) if keys else ((), ())
-    raw = await conn.fetchval(CONTEXT, auction_id, bidders, list(key_bidders), list(key_values), lock)
+    return _context(await conn.fetchval(CONTEXT, auction_id, bidders, list(key_bidders), list(key_values), lock))
+
+
+def _context(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     data = json.loads(raw, parse_float=Decimal)  # money stays exact
@@ -54,15 +57,16 @@ async def context(conn: asyncpg.Connection, auction_id: uuid.UUID, bidders: list
 
 
 async def write(conn: asyncpg.Connection, context: dict[str, Any], bidders: list[dict[str, Any]],
-                auction: dict[str, Any], bids: list[dict[str, Any]], events: list[dict[str, Any]],
-                now: datetime) -> str | None:
-    """Write the bids, their events and the auction; the auction's new version, or None, having
-    written nothing, if the auction or the funds or KYC of `bidders` changed since `context`
-    was read, or a bid's idempotency key has been used on the auction since."""
-    return await conn.fetchval(
+                also: list[uuid.UUID], auction: dict[str, Any], bids: list[dict[str, Any]],
+                events: list[dict[str, Any]], now: datetime) -> tuple[str | None, dict[str, Any] | None]:
+    """Write the bids, their events and the auction: (the auction's new version, None). If the
+    auction or the funds or KYC of `bidders` changed since `context` was read, or a bid's
+    idempotency key has been used on the auction since, nothing is written: (None, a context
+    read just now for `bidders`, `also` and the bids' keys; None if the auction is gone)."""
+    version, current = await conn.fetchrow(
         WRITE, auction["id"], context["version"], [b["id"] for b in bidders],
         [b["version"] for b in bidders], [b["committed"] for b in bidders],
-        [b["kyc_status"] for b in bidders], now,
+        [b["kyc_status"] for b in bidders], also, now,
         [b["id"] for b in bids], [b["position"] for b in bids], [b["bidder_id"] for b in bids],
         [b["amount"] for b in bids], [b["max_amount"] for b in bids], [b["is_proxy"] for b in bids],
         [b["is_platform_bid"] for b in bids], [b["idempotency_key"] for b in bids],
@@ -71,3 +75,4 @@ async def write(conn: asyncpg.Connection, context: dict[str, Any], bidders: list
         auction["current_price"], auction["leader_id"], auction["leader_max"], auction["bid_count"],
         auction["bidder_count"], auction["platform_bids"], auction["end_time"], auction["sequence"],
     )
+    return version, _context(current)
