@@ -20,9 +20,10 @@ depends_on = None
 
 # As 0012's, plus: p_kyc is each bidder's KYC status as the rules saw it; a bid whose
 # idempotency key is already on this auction writes nothing (the caller replays the earlier
-# bid). `written_version` is the xmin of the auction row this statement (or the caller's transaction)
-# wrote: what the next bid_context() would report. When nothing is written, `current_context` is
-# bid_context() for the bidders, p_also and the bids' keys, read after the checks.
+# bid). `written_version` is the xmin of the auction row this statement (or the caller's
+# transaction) wrote: what the next bid_context() would report. When nothing is written,
+# `current_context` is bid_context() for the bidders, p_also and the bids' keys, read after the
+# checks.
 WRITE_BIDS = """
 CREATE FUNCTION write_bids(
     p_auction uuid, p_version text, p_bidders uuid[], p_wallet_versions text[], p_committed numeric[],

@@ -104,7 +104,8 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
         keys = {(s.request.bidder_id, s.idempotency_key) for s in submissions if s.idempotency_key}
         context = await sql.context(conn, auction_id, sorted({*people, *also_read}), sorted(keys), lock=lock)
         if context is None:
-            return Applied([DomainError("NOT_FOUND", "No such auction", ("auctionId",))] * len(submissions), None)
+            missing = DomainError("NOT_FOUND", "No such auction", ("auctionId",))
+            return Applied([missing] * len(submissions), None)
     elif not context["bidders"].keys() >= set(people):
         return Stale(None)
     auction, bidders = context["auction"], context["bidders"]

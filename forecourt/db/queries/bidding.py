@@ -41,7 +41,8 @@ async def context(conn: asyncpg.Connection, auction_id: uuid.UUID, bidders: list
     """What the bid rules need: with `lock`, read under the auction's and the bidders' wallets'
     locks (held until the caller's transaction ends); without, one consistent snapshot."""
     key_bidders, key_values = zip(*keys, strict=True) if keys else ((), ())
-    return _context(await conn.fetchval(CONTEXT, auction_id, bidders, list(key_bidders), list(key_values), lock))
+    raw = await conn.fetchval(CONTEXT, auction_id, bidders, list(key_bidders), list(key_values), lock)
+    return _context(raw)
 
 
 def _context(raw: str | None) -> dict[str, Any] | None:
