@@ -12,6 +12,7 @@ from forecourt.db.queries import bidding as sql
 from forecourt.domain.auctions import BidRequest
 from forecourt.domain.errors import DomainError
 from forecourt.schema.relay import from_global_id
+from forecourt.services import bidding
 from forecourt.services.bidding import BidWriter, Placed, Submission
 from tests.conftest import fund
 from tests.test_auctions import new_auction
@@ -255,3 +256,20 @@ async def test_an_idempotency_key_already_used_on_the_auction_is_seen(gql, selle
     reused = await keyed("1100000.00")
     assert isinstance(reused, DomainError) and reused.code == "IDEMPOTENCY_KEY_REUSED"
     assert (await state(db, auction))["bid_count"] == 1
+
+
+async def test_a_writer_remembers_an_auctions_most_recent_bidders_only(
+        gql, seller, clock, alice, bob, bidder, db, writers, reads, monkeypatch):
+    monkeypatch.setattr(bidding, "MAX_KNOWN_BIDDERS", 2)
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    carol = await bidder("1000000")
+    amounts = (f"{1_000_000 + 50_000 * n}.00" for n in range(10))
+    for account in (alice, bob, carol):
+        assert isinstance(await bid(ours, account, auction, next(amounts)), Placed)
+    assert reads == [False, False, False]  # each new bidder is read, with the ones remembered
+    for account in (bob, carol):
+        assert isinstance(await bid(ours, account, auction, next(amounts)), Placed)
+    assert reads == [False, False, False]
+    assert isinstance(await bid(ours, alice, auction, next(amounts)), Placed)  # no longer remembered
+    assert reads == [False, False, False, False]

@@ -167,9 +167,10 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
                                            others[-MAX_KNOWN_BIDDERS:], auction, new_bids, rows, now)
         if version is None:
             return Stale(current)
-    # this batch's bidders last: a writer keeps the most recent of an auction's bidders
+    # a writer keeps the auction's most recent bidders: this batch's last
+    kept = (others + batch)[-MAX_KNOWN_BIDDERS:]
     after = {"auction": auction, "version": version, "earlier": [],
-             "bidders": {b: {**bidders[b], "has_bid": b in has_bid} for b in others + batch}}
+             "bidders": {b: {**bidders[b], "has_bid": b in has_bid} for b in kept}}
     return Applied(results, after)
 
 
@@ -291,7 +292,7 @@ class BidWriter:
                         current = outcome.current  # as the write found it: no need to read it
                 if not isinstance(outcome, Applied):
                     # the bidders it knew are read again too: an auction's bidders take turns
-                    also = list(memory["bidders"])[-MAX_KNOWN_BIDDERS:] if memory is not None else ()
+                    also = list(memory["bidders"]) if memory is not None else ()
                     outbox = Outbox()
                     outcome = await apply(conn, auction_id, submissions, self._clock(), outbox, lock=False,
                                           context=current, also_read=also, protect_reserve=protect_reserve)
