@@ -175,8 +175,23 @@ def reads(monkeypatch):
     return made
 
 
+@pytest.fixture
+def writes(monkeypatch):
+    """For each write_bids() from here on, whether it wrote."""
+    made: list[bool] = []
+    original = sql.write
+
+    async def write(*args, **kwargs):
+        version, current = await original(*args, **kwargs)
+        made.append(version is not None)
+        return version, current
+
+    monkeypatch.setattr(sql, "write", write)
+    return made
+
+
 async def test_a_writer_applies_an_auctions_next_bid_to_what_it_wrote_without_reading(
-        gql, seller, clock, alice, bob, db, writers, reads):
+        gql, seller, clock, alice, bob, db, writers, reads, writes):
     ours, _ = writers
     auction = await new_auction(gql, seller, clock)
     assert isinstance(await bid(ours, alice, auction, "1000000.00"), Placed)
@@ -188,6 +203,7 @@ async def test_a_writer_applies_an_auctions_next_bid_to_what_it_wrote_without_re
     assert isinstance(await bid(ours, bob, auction, "1150000.00"), Placed)
     assert isinstance(await bid(ours, alice, auction, "1200000.00"), Placed)
     assert reads == [False, False]
+    assert writes == [True] * 5  # each bid one write, none of them on an out-of-date memory
     after = await state(db, auction)
     assert (after["current_price"], after["leader_id"], after["bid_count"], after["sequence"]) == (
         D("1200000.00"), alice.raw_id, 5, 5)
@@ -273,3 +289,55 @@ async def test_a_writer_remembers_an_auctions_most_recent_bidders_only(
     assert reads == [False, False, False]
     assert isinstance(await bid(ours, alice, auction, next(amounts)), Placed)  # no longer remembered
     assert reads == [False, False, False, False]
+
+
+async def test_a_withdrawal_after_the_writer_remembered_the_funds_is_seen(
+        gql, seller, clock, bidder, db, writers, writes):
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    carol = await bidder("250000")
+    assert isinstance(await bid(ours, carol, auction, "1000000.00"), Placed)
+    await db.execute(
+        "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
+        "VALUES (gen_random_uuid(), $1, 'withdrawal', 100000, -100000, 0, now())", carol.raw_id)
+    refused = await bid(ours, carol, auction, "1050000.00")  # 210,000 of buying power needed
+    assert isinstance(refused, DomainError) and refused.code == "INSUFFICIENT_FUNDS"
+    assert writes == [True, False]
+    assert (await state(db, auction))["bid_count"] == 1
+
+
+async def test_an_auction_cancelled_after_the_writer_remembered_it_takes_no_bid(
+        gql, seller, clock, alice, db, writers):
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    assert isinstance(await bid(ours, alice, auction, "1000000.00"), Placed)
+    await db.execute("UPDATE auctions SET status = 'cancelled' WHERE id = $1", raw(auction))
+    refused = await bid(ours, alice, auction, "1050000.00")
+    assert isinstance(refused, DomainError) and refused.code == "AUCTION_NOT_LIVE"
+    assert (await state(db, auction))["bid_count"] == 1
+
+
+async def test_a_kyc_decision_between_a_locked_read_and_its_write_is_applied_not_raised(
+        gql, seller, clock, alice, db, writers, between_read_and_write):
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    ours._remember_contention(raw(auction))  # another process is bidding: lock, then read
+
+    async def kyc_rejected():  # users rows are not among the locks the bid takes
+        await db.execute("UPDATE users SET kyc_status = 'rejected' WHERE id = $1", alice.raw_id)
+
+    interfered = between_read_and_write(kyc_rejected)
+    refused = await bid(ours, alice, auction, "1000000.00")
+    assert interfered
+    assert isinstance(refused, DomainError) and refused.code == "KYC_REQUIRED"
+    assert (await state(db, auction))["bid_count"] == 0
+
+
+async def test_a_memory_left_unused_for_a_while_is_read_afresh(
+        gql, seller, clock, alice, db, writers, reads, monkeypatch):
+    monkeypatch.setattr(bidding, "KNOWN_SECONDS", 0.0)
+    ours, _ = writers
+    auction = await new_auction(gql, seller, clock)
+    for amount in ("1000000.00", "1050000.00"):
+        assert isinstance(await bid(ours, alice, auction, amount), Placed)
+    assert reads == [False, False]

@@ -52,6 +52,10 @@ CONTENTION_SECONDS = 1.0  # after a write found its read changed, how long to lo
 MAX_CONTENDED = 1024
 MAX_KNOWN = 1024  # auctions whose last write a writer remembers
 MAX_KNOWN_BIDDERS = 32  # per auction
+# A memory unused this long is read afresh: it is likely out of date, and a row version (a
+# 32-bit transaction id) must not come round again, nor a restored database be mistaken for it.
+KNOWN_SECONDS = 30.0
+LOCKED_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Applied:
     results: list[Result]
     # The auction, its version and its bidders after the batch, in bid_context()'s shape: what
     # the auction's next bids can be applied to (None for an auction that does not exist).
+    # Its auction dict is also the results' and the events': never mutated, only replaced.
     context: dict[str, Any] | None
 
 
@@ -97,7 +102,7 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
     transaction, locking before reading; without, Stale if what was read changed before the
     write. Given a `context` (bid_context()'s shape), nothing is read; a `remembered` one (an
     earlier Applied.context) is also Stale if it lacks a bidder or any bid is refused.
-    `also_read`: other bidders to read (not lock) for the context returned. With
+    `also_read`: other bidders to read (not lock) for the context returned, oldest first. With
     `protect_reserve`, the platform's reserve-protection bid is placed if one is due."""
     people = sorted({s.request.bidder_id for s in submissions if s.request.bidder_id is not None})
     if context is None:
@@ -160,7 +165,9 @@ async def apply(conn: asyncpg.Connection, auction_id: uuid.UUID, submissions: li
     version = context["version"]
     batch = [b for b in people if b in bidders]
     in_batch = set(batch)
-    others = [b for b in bidders if b not in in_batch]
+    # oldest first: as `also_read` lists them (a read returns them in no particular order)
+    rank = {b: n for n, b in enumerate(also_read)}
+    others = sorted((b for b in bidders if b not in in_batch), key=lambda b: rank.get(b, -1))
     if new_bids:
         rows = event_rows(auction_id, first_sequence, events, now, outbox)
         version, current = await sql.write(conn, context, [bidders[b] for b in batch],
@@ -219,7 +226,8 @@ class BidWriter:
         self._waiting: dict[uuid.UUID, list[tuple[Submission, asyncio.Future]]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._contended: dict[uuid.UUID, float] = {}  # auction -> lock first until (monotonic)
-        self._known: dict[uuid.UUID, dict[str, Any]] = {}  # auction -> Applied.context of its last write
+        # auction -> (until when to use it, Applied.context of its last write)
+        self._known: dict[uuid.UUID, tuple[float, dict[str, Any]]] = {}
 
     async def place(self, auction_id: uuid.UUID, submission: Submission) -> Result:
         queue = self._waiting.get(auction_id)
@@ -282,7 +290,9 @@ class BidWriter:
         async with pool.acquire() as conn:
             outcome: Applied | Stale | None = None
             if self._contended.get(auction_id, 0.0) < time.monotonic():
-                memory = self._known.pop(auction_id, None)
+                remembered_until, memory = self._known.pop(auction_id, (0.0, None))
+                if remembered_until < time.monotonic():
+                    memory = None
                 current = None
                 if memory is not None and not protect_reserve:
                     outbox = Outbox()
@@ -303,19 +313,26 @@ class BidWriter:
                 if isinstance(outcome, Applied) and outcome.context is not None:
                     self._remember(auction_id, outcome.context)
             if not isinstance(outcome, Applied):
-                outbox = Outbox()
                 async with conn.transaction():
-                    outcome = await apply(conn, auction_id, submissions, self._clock(), outbox,
-                                          lock=True, protect_reserve=protect_reserve)
-                if not isinstance(outcome, Applied):  # read under the locks it writes under: cannot happen
-                    raise RuntimeError(f"bids on auction {auction_id} changed under their locks")
+                    current = None
+                    for _ in range(LOCKED_ATTEMPTS):
+                        outbox = Outbox()
+                        outcome = await apply(conn, auction_id, submissions, self._clock(), outbox,
+                                              lock=True, context=current, protect_reserve=protect_reserve)
+                        if isinstance(outcome, Applied) or outcome.current is None:
+                            break
+                        # what its locks do not cover changed (a KYC decision, a new wallet):
+                        # apply the bids to it as the write found it, still under the locks
+                        current = outcome.current
+                if not isinstance(outcome, Applied):
+                    raise RuntimeError(f"bids on auction {auction_id} kept changing under their locks")
         await self._publish(outbox)
         return outcome.results
 
     def _remember(self, auction_id: uuid.UUID, context: dict[str, Any]) -> None:
         if len(self._known) >= MAX_KNOWN:
             del self._known[next(iter(self._known))]  # the auction written least recently
-        self._known[auction_id] = context
+        self._known[auction_id] = (time.monotonic() + KNOWN_SECONDS, context)
 
     def _remember_contention(self, auction_id: uuid.UUID) -> None:
         """Lock first on this auction for a while: another process is writing to it too."""
