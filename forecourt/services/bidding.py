@@ -17,8 +17,8 @@ what it read of the bidders), and applies the auction's next bids to that withou
 one round trip. The write's checks are the same, so a memory that has gone out of date writes
 nothing, and returns what it found instead, to which the batch is applied again (still two
 round trips when another process wrote last). A bid the memory would refuse is judged again
-on a fresh read, since a refusal must rest on what is current (the bidder may have committed
-less elsewhere since).
+on a fresh read, never refused on memory alone (the bidder may have committed less elsewhere
+since).
 """
 
 from __future__ import annotations
