@@ -64,6 +64,12 @@ async def bid(writer, account, auction, amount):
     return await writer.place(raw(auction), Submission(BidRequest(account.raw_id, D(amount))))
 
 
+async def withdraw(db, account, amount):
+    await db.execute(
+        "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
+        "VALUES (gen_random_uuid(), $1, 'withdrawal', $2, -$2::numeric, 0, now())", account.raw_id, amount)
+
+
 async def state(db, auction):
     return await db.fetchrow("SELECT current_price, leader_id, bid_count, sequence FROM auctions WHERE id = $1",
                              raw(auction))
@@ -109,12 +115,10 @@ async def test_a_withdrawal_between_read_and_write_is_seen_by_the_buying_power_c
     auction = await new_auction(gql, seller, clock)
     carol = await bidder("250000")  # 20% of 1,000,000 is 200,000
 
-    async def withdraw():
-        await db.execute(
-            "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
-            "VALUES (gen_random_uuid(), $1, 'withdrawal', 100000, -100000, 0, now())", carol.raw_id)
+    async def withdraw_some():
+        await withdraw(db, carol, 100000)
 
-    between_read_and_write(withdraw)
+    between_read_and_write(withdraw_some)
     refused = await bid(ours, carol, auction, "1000000.00")
     assert isinstance(refused, DomainError) and refused.code == "INSUFFICIENT_FUNDS"
     assert (await state(db, auction))["bid_count"] == 0
@@ -297,9 +301,7 @@ async def test_a_withdrawal_after_the_writer_remembered_the_funds_is_seen(
     auction = await new_auction(gql, seller, clock)
     carol = await bidder("250000")
     assert isinstance(await bid(ours, carol, auction, "1000000.00"), Placed)
-    await db.execute(
-        "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
-        "VALUES (gen_random_uuid(), $1, 'withdrawal', 100000, -100000, 0, now())", carol.raw_id)
+    await withdraw(db, carol, 100000)
     refused = await bid(ours, carol, auction, "1050000.00")  # 210,000 of buying power needed
     assert isinstance(refused, DomainError) and refused.code == "INSUFFICIENT_FUNDS"
     assert writes == [True, False]
