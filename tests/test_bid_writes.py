@@ -56,6 +56,20 @@ def between_read_and_write(monkeypatch):
     return install
 
 
+@pytest.fixture
+def reads(monkeypatch):
+    """The bid_context() reads made from here on: whether each took the locks first."""
+    made: list[bool] = []
+    original = sql.context
+
+    async def context(*args, lock, **kwargs):
+        made.append(lock)
+        return await original(*args, lock=lock, **kwargs)
+
+    monkeypatch.setattr(sql, "context", context)
+    return made
+
+
 def raw(auction) -> uuid.UUID:
     return from_global_id(auction["id"])[1]
 
@@ -76,7 +90,7 @@ async def state(db, auction):
 
 
 async def test_a_bid_overtaken_by_another_process_is_judged_against_the_new_price(
-        gql, seller, clock, alice, bob, db, writers, between_read_and_write, monkeypatch):
+        gql, seller, clock, alice, bob, db, writers, between_read_and_write, reads):
     ours, theirs = writers
     auction = await new_auction(gql, seller, clock)
 
@@ -94,16 +108,9 @@ async def test_a_bid_overtaken_by_another_process_is_judged_against_the_new_pric
 
     # and one that still outbids it is written after it, in sequence; having found another
     # process writing to this auction, our writer now locks before it reads
-    locked = []
-    original = sql.context
-
-    async def context(*args, lock, **kwargs):
-        locked.append(lock)
-        return await original(*args, lock=lock, **kwargs)
-
-    monkeypatch.setattr(sql, "context", context)
+    reads.clear()
     assert isinstance(await bid(ours, alice, auction, "1150000.00"), Placed)
-    assert locked == [True]
+    assert reads == [True]
     assert [tuple(r) for r in await db.fetch(
         "SELECT position, amount FROM bids WHERE auction_id = $1 ORDER BY position", raw(auction))] == [
         (1, D("1100000.00")), (2, D("1150000.00"))]
@@ -140,7 +147,7 @@ async def test_committing_more_elsewhere_between_read_and_write_is_seen(
 
 
 async def test_committing_less_elsewhere_does_not_stop_a_bid(
-        gql, seller, clock, bidder, bob, db, writers, between_read_and_write, monkeypatch):
+        gql, seller, clock, bidder, bob, db, writers, between_read_and_write, reads):
     ours, theirs = writers
     one, two = await new_auction(gql, seller, clock), await new_auction(gql, seller, clock)
     carol = await bidder("400000")
@@ -149,35 +156,13 @@ async def test_committing_less_elsewhere_does_not_stop_a_bid(
     async def carol_is_outbid_on_the_other_auction():
         assert isinstance(await bid(theirs, bob, two, "1050000.00"), Placed)
 
-    locked = []
-    original = sql.context
-
-    async def context(*args, lock, **kwargs):
-        locked.append(lock)
-        return await original(*args, lock=lock, **kwargs)
-
-    monkeypatch.setattr(sql, "context", context)
     between_read_and_write(carol_is_outbid_on_the_other_auction)
     assert isinstance(await bid(ours, carol, one, "1000000.00"), Placed)
-    assert True not in locked  # written on the first attempt: nothing it relied on got worse
+    assert True not in reads  # written on the first attempt: nothing it relied on got worse
     assert (await state(db, one))["leader_id"] == carol.raw_id
 
 
 # ---------------------------------------------------------------- what a writer remembers
-
-@pytest.fixture
-def reads(monkeypatch):
-    """The bid_context() reads made from here on: whether each took the locks first."""
-    made: list[bool] = []
-    original = sql.context
-
-    async def context(*args, lock, **kwargs):
-        made.append(lock)
-        return await original(*args, lock=lock, **kwargs)
-
-    monkeypatch.setattr(sql, "context", context)
-    return made
-
 
 @pytest.fixture
 def writes(monkeypatch):
