@@ -95,6 +95,7 @@ def create_app(
             settings.rate_limit_ip_per_minute,
             settings.rate_limit_user_per_minute,
             settings.redis_url,
+            credentials_per_ip=settings.rate_limit_credentials_per_minute,
         ),
         clock=clock,
         payments=Stripe(settings) if settings.stripe_api_key else None,

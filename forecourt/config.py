@@ -53,6 +53,15 @@ class Settings(BaseSettings):
 
     rate_limit_ip_per_minute: int = Field(100, alias="RATE_LIMIT_IP_PER_MINUTE")
     rate_limit_user_per_minute: int = Field(1000, alias="RATE_LIMIT_USER_PER_MINUTE")
+    # Sign-in operations (login, register, refreshToken) per client address, whoever asks:
+    # a valid token does not buy a password guesser the per-user budget.
+    rate_limit_credentials_per_minute: int = Field(30, alias="RATE_LIMIT_CREDENTIALS_PER_MINUTE")
+    # Queries and mutations one WebSocket runs at once (subscriptions are not counted): one
+    # socket cannot take the database pool from everyone else.
+    ws_concurrent_operations: int = Field(4, alias="WS_CONCURRENT_OPERATIONS")
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or
+    # networks, e.g. ["10.0.0.0/8"]); none by default, so clients cannot choose their address.
+    trusted_proxies: list[str] = Field(default_factory=list, alias="TRUSTED_PROXIES")
 
     openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY", repr=False)
     openai_base_url: str = Field("https://api.openai.com/v1", alias="OPENAI_BASE_URL")

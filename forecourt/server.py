@@ -83,4 +83,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws": WebSockets or "auto",
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_ping_interval": None,  # the GraphQL protocols ping (schema/http.py)
+        # X-Forwarded-For is believed only from the configured proxies (uvicorn's default
+        # believes any local peer, so a client beside the server could pick its address).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
     }

@@ -26,7 +26,7 @@ from forecourt.app import create_app
 from forecourt.config import Settings
 from forecourt.db import embedded
 from forecourt.db.migrate import upgrade
-from forecourt.server import HttpProtocol
+from forecourt.server import HttpProtocol, uvicorn_options
 
 TEMPLATE = "forecourt_template"
 _database_numbers = itertools.count(1)
@@ -153,13 +153,13 @@ class StatementCounter:
 class ThreadServer:
     """An ASGI app under uvicorn on 127.0.0.1:<random port>, in a thread of this process."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **options) -> None:
         self.app = app
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", ws_ping_interval=None, lifespan="on",
-                                http=HttpProtocol or "auto")
+                                http=HttpProtocol or "auto", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
@@ -201,7 +201,10 @@ class LiveServer(ThreadServer):
     """The real Forecourt app."""
 
     def __init__(self, settings: Settings, database_url: str, clock: Clock) -> None:
-        super().__init__(create_app(settings, database_url, clock=clock))
+        proxies = uvicorn_options(settings)
+        super().__init__(create_app(settings, database_url, clock=clock),
+                         proxy_headers=proxies["proxy_headers"],
+                         forwarded_allow_ips=proxies["forwarded_allow_ips"])
         self.state = self.app.state.forecourt
         self.statements = StatementCounter()
         event.listen(self.state.engine.sync_engine, "before_cursor_execute", self.statements)

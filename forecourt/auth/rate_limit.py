@@ -70,14 +70,24 @@ class RedisCounter:
 
 
 class RateLimiter:
-    def __init__(self, per_ip: int, per_user: int, redis_url: str | None = None) -> None:
+    def __init__(self, per_ip: int, per_user: int, redis_url: str | None = None, *,
+                 credentials_per_ip: int = 0) -> None:
         self.per_ip = per_ip
         self.per_user = per_user
+        self.credentials_per_ip = credentials_per_ip
         self.counter = RedisCounter(redis_url) if redis_url else MemoryCounter()
 
     async def check(self, *, user_id: object | None, ip: str | None) -> None:
-        """Count one request; raise RateLimited when the caller is over their limit."""
+        """Count one operation; raise RateLimited when the caller is over their limit."""
         key, limit = (f"user:{user_id}", self.per_user) if user_id else (f"ip:{ip}", self.per_ip)
+        await self._hit(key, limit)
+
+    async def check_credentials(self, *, ip: str | None) -> None:
+        """Count one sign-in operation (login, register, refreshToken) against the client's
+        address, whether or not it also holds a token."""
+        await self._hit(f"credentials:{ip}", self.credentials_per_ip)
+
+    async def _hit(self, key: str, limit: int) -> None:
         if limit <= 0:
             return
         now = time.time()

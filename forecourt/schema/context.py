@@ -73,6 +73,14 @@ class Context:
         self._reader: Reader | None = None
         self._loaders: Loaders | None = None
 
+    def for_operation(self) -> Context:
+        """A Context of its own for one operation of a WebSocket connection: the connection's
+        caller, and nothing else shared (operations run concurrently)."""
+        context = Context(self.state, self.request, self.response)
+        context.connection_params = self.connection_params
+        context.principal = self.principal
+        return context
+
     @property
     def session(self) -> AsyncSession:
         if self._session is None:

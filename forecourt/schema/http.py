@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import orjson
 from cross_web import HTTPException
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -27,17 +31,29 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 from strawberry.types.unset import UNSET
 
 from forecourt.auth.errors import AuthError
-from forecourt.auth.rate_limit import RateLimited
 from forecourt.schema.context import AppState, Context
-from forecourt.schema.errors import BAD_USER_INPUT, PARSE_FAILED, REQUEST_ERROR_STATUS
+from forecourt.schema.errors import (
+    BAD_USER_INPUT,
+    INTERNAL,
+    PARSE_FAILED,
+    REQUEST_ERROR_STATUS,
+    UNAVAILABLE_MESSAGES,
+    unavailable_code,
+)
 from forecourt.subscriptions.live import Lane, bind
 from forecourt.subscriptions.multiplex import SharedData, frame
 from forecourt.subscriptions.sockets import SCOPE_KEY, direct_socket
 
+log = logging.getLogger(__name__)
+
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+MAX_OPERATION_ID_LENGTH = 128
+
+
 def error_response(status: int, message: str, code: str, headers: dict | None = None) -> Response:
     body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
     return Response(body, status_code=status, media_type="application/json", headers=headers)
@@ -65,12 +81,97 @@ def direct_socket_of(websocket: Any) -> Any:
     return websocket.ws.scope.get(SCOPE_KEY)
 
 
+@functools.lru_cache(maxsize=512)
+def _is_subscription(query: str, operation_name: str | None, max_tokens: int) -> bool:
+    try:
+        document = parse(query, no_location=True, max_tokens=max_tokens)
+    except GraphQLError:
+        return False  # refused by the schema as for any transport
+    operation = get_operation_ast(document, operation_name)
+    return operation is not None and operation.operation is OperationType.SUBSCRIPTION
+
+
+class PerOperationSchema:
+    """The schema as a WebSocket connection's handler sees it. The operations of one socket
+    run concurrently, each in a task of its own, so each runs with a Context of its own (its
+    own sessions, database connections, loaders and outbox), closed when the operation ends,
+    however it ends. Queries and mutations also take one of the connection's
+    WS_CONCURRENT_OPERATIONS slots while they run: one socket cannot hold the database pool."""
+
+    def __init__(self, schema: Any, settings: Any) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.slots = asyncio.Semaphore(settings.ws_concurrent_operations)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.schema, name)
+
+    async def stream(self, query: str | None, variable_values: Any = None,
+                     context_value: Any = None, root_value: Any = None,
+                     operation_name: str | None = None, operation_extensions: Any = None,
+                     allowed_operation_types: Any = None) -> AsyncGenerator[Any, None]:
+        context = context_value.for_operation()
+        results = await self.schema.stream(
+            query, variable_values, context, root_value, operation_name, operation_extensions,
+            allowed_operation_types)
+        long_lived = (isinstance(query, str) and len(query) <= self.settings.max_body_bytes
+                      and _is_subscription(query, operation_name, self.settings.max_tokens))
+        return self._scoped(results, context, None if long_lived else self.slots)
+
+    async def subscribe(self, query: str | None, variable_values: Any = None,
+                        context_value: Any = None, root_value: Any = None,
+                        operation_name: str | None = None,
+                        operation_extensions: Any = None) -> AsyncGenerator[Any, None]:
+        return await self.stream(query, variable_values, context_value, root_value,
+                                 operation_name, operation_extensions, (StrawberryOperationType.SUBSCRIPTION,))
+
+    @staticmethod
+    async def _scoped(results: Any, context: Context,
+                      slots: asyncio.Semaphore | None) -> AsyncIterator[Any]:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if slots is not None:
+                    await stack.enter_async_context(slots)
+                await stack.enter_async_context(contextlib.aclosing(results))
+                async for result in results:
+                    yield result
+        finally:
+            # Shielded: an operation cancelled twice still returns its connections clean.
+            await asyncio.shield(context.close())
+
+
+def _valid_message(message: Any, operation_types: tuple[str, ...]) -> bool:
+    """A protocol message as the handlers expect it: an object with a string type, and for an
+    operation a bounded string id and a payload whose query, variables and name have the
+    right types. Anything else closes the socket as an invalid message, not with a crash."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return False
+    if message["type"] not in operation_types:
+        return True
+    operation_id, payload = message.get("id"), message.get("payload")
+    return (isinstance(operation_id, str) and 0 < len(operation_id) <= MAX_OPERATION_ID_LENGTH
+            and isinstance(payload, dict) and isinstance(payload.get("query"), str)
+            and isinstance(payload.get("variables") or {}, dict)
+            and isinstance(payload.get("operationName") or "", str))
+
+
 class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with server-initiated pings after the connection is acknowledged,
     multiplexed results sent as encoded once, and live events of caught-up subscribers sent
     by the fast path (forecourt/subscriptions/live.py)."""
 
     _lanes: dict[str, Lane] | None = None
+
+    def __init__(self, view: Any, websocket: Any, context: Any, root_value: Any, schema: Any,
+                 *args: Any, **kwargs: Any) -> None:
+        super().__init__(view, websocket, context, root_value,
+                         PerOperationSchema(schema, view.state.settings), *args, **kwargs)
+
+    async def handle_message(self, message: Any) -> None:
+        if not _valid_message(message, ("subscribe",)):
+            await self.handle_invalid_message("invalid message")
+            return
+        await super().handle_message(message)
 
     async def send_message(self, message: Any) -> None:
         if not await send_shared(self.websocket, "next", message):
@@ -113,6 +214,24 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     subscribers sent by the fast path (forecourt/subscriptions/live.py)."""
 
     _lanes: dict[str, Lane] | None = None
+
+    def __init__(self, view: Any, websocket: Any, context: Any, root_value: Any, schema: Any,
+                 *args: Any, **kwargs: Any) -> None:
+        super().__init__(view, websocket, context, root_value,
+                         PerOperationSchema(schema, view.state.settings), *args, **kwargs)
+
+    async def handle_message(self, message: Any) -> None:
+        if not _valid_message(message, ("start",)):
+            await self.websocket.close(code=4400, reason="invalid message")
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        # One connection_init per socket: each would otherwise start a keep-alive loop.
+        if self.connection_acknowledged or self.keep_alive_task is not None:
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        await super().handle_connection_init(message)
 
     async def send_message(self, message: Any) -> None:
         if not await send_shared(self.websocket, "data", message):
@@ -165,13 +284,8 @@ class GraphQLView(GraphQL):
                     response = error_response(
                         401, err.message, err.code, {"WWW-Authenticate": "Bearer"}
                     )
-                except RateLimited as err:
-                    response = error_response(
-                        429,
-                        f"too many requests; retry in {err.retry_after}s",
-                        "RATE_LIMITED",
-                        {"Retry-After": str(err.retry_after)},
-                    )
+                except Exception as err:  # never a plain-text 500
+                    response = _failure_response(err)
                 await response(scope, receive, send)
             else:
                 scope[SCOPE_KEY] = direct_socket(receive)
@@ -184,12 +298,8 @@ class GraphQLView(GraphQL):
     async def get_context(self, request: Any, response: Any) -> Context:
         ctx = Context(self.state, request, response)
         request.scope["state"]["graphql_context"] = ctx
-        if request.scope["type"] == "http":
+        if request.scope["type"] == "http":  # sockets authenticate in connection_init
             await ctx.authenticate(request.headers.get("authorization"))
-            principal = ctx.principal
-            await self.state.rate_limiter.check(
-                user_id=principal.user_id if principal else None, ip=ctx.client_ip
-            )
         return ctx
 
     async def on_ws_connect(self, context: Context) -> Any:
@@ -217,6 +327,12 @@ class GraphQLView(GraphQL):
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)  # its JSONDecodeError is json's: Strawberry answers 400
 
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return parsed
+
     async def process_result(self, request: Any, result: Any) -> dict:
         response = await super().process_result(request, result)
         if result.errors and result.data is None and _request_error_status(response):
@@ -234,6 +350,18 @@ class GraphQLView(GraphQL):
         if sub_response.status_code:
             response.status_code = sub_response.status_code
         return response
+
+
+def _failure_response(err: Exception) -> Response:
+    """A JSON answer for a request that failed outside GraphQL execution (authenticating it,
+    reading its body): 503 while the database is unreachable, otherwise a logged 500."""
+    unavailable = unavailable_code(err)
+    if unavailable is not None:
+        log.warning("request refused: %s (%r)", unavailable, err)
+        return error_response(503, UNAVAILABLE_MESSAGES[unavailable], unavailable,
+                              {"Retry-After": "5"})
+    log.error("unexpected error handling a request", exc_info=err)
+    return error_response(500, "Internal server error", INTERNAL)
 
 
 def _request_error_status(response: dict) -> int | None:

@@ -45,6 +45,7 @@ from forecourt.schema.catalog import (
 from forecourt.schema.errors import format_errors
 from forecourt.schema.execution import Executor
 from forecourt.schema.limits import Limits, RequestLimits
+from forecourt.schema.rate_limits import OperationRateLimits
 from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
 from forecourt.schema.relay import NODE_RESOLVERS, Connection, Node, from_global_id
 from forecourt.schema.scalars import SCALAR_MAP
@@ -435,6 +436,7 @@ def root_operations(schema: strawberry.Schema) -> dict[str, list]:
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list = [
         functools.partial(RequestLimits, limits=Limits.from_settings(settings)),
+        OperationRateLimits,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
