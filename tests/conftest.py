@@ -64,6 +64,7 @@ def make_settings(tmp_path, **overrides) -> Settings:
         # Tests send hundreds of requests from one address; test_rate_limits sets real limits.
         "RATE_LIMIT_IP_PER_MINUTE": 100_000,
         "RATE_LIMIT_USER_PER_MINUTE": 100_000,
+        "RATE_LIMIT_CREDENTIALS_PER_MINUTE": 100_000,
         "REVALUE_INTERVAL_SECONDS": 0,  # tests run the jobs themselves, with the clock injected
         "AUCTION_JOB_INTERVAL_SECONDS": 0,
         "MINUTE_RENEWAL_INTERVAL_SECONDS": 0,

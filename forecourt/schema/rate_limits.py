@@ -48,13 +48,17 @@ class OperationRateLimits(SchemaExtension):
         yield
 
     async def on_validate(self) -> AsyncIterator[None]:
+        """Runs after RequestLimits' on_validate, which has validated the document by then."""
         execution = self.execution_context
+        document = execution.graphql_document
         if self.limited is not None:
             execution.pre_execution_errors = [self._refusal(self.limited)]
+        elif not execution.pre_execution_errors and document is not None:
+            await self._check_credentials(document)
         yield
-        document = execution.graphql_document
-        if execution.pre_execution_errors or document is None:
-            return
+
+    async def _check_credentials(self, document: DocumentNode) -> None:
+        execution = self.execution_context
         signing_in = credential_fields(document, execution.operation_name)
         if signing_in > 1:
             execution.pre_execution_errors = [GraphQLError(
