@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from forecourt import __version__, jobs
+from forecourt.auth.changes import PrincipalChanges
 from forecourt.auth.credentials import Credentials
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
@@ -80,6 +81,7 @@ def create_app(
     engine = create_engine(database_url, pool_size=settings.database_pool_size)
     sessions = session_factory(engine)
     broadcast = broadcasting.create_broadcast(settings)
+    credentials = Credentials.from_settings(settings)
 
     async def publish(outbox) -> None:
         await outbox.flush(broadcast)
@@ -90,7 +92,8 @@ def create_app(
         sessions=sessions,
         broadcast=broadcast,
         bid_writer=BidWriter(plain_url(database_url), publish, clock),
-        credentials=Credentials.from_settings(settings),
+        credentials=credentials,
+        principal_changes=PrincipalChanges(database_url, credentials.principals),
         rate_limiter=RateLimiter(
             settings.rate_limit_ip_per_minute,
             settings.rate_limit_user_per_minute,
@@ -108,7 +111,7 @@ def create_app(
         freeze_startup_heap()
         await state.broadcast.connect()
         try:
-            async with jobs.running(state):
+            async with state.principal_changes.running(), jobs.running(state):
                 yield
         finally:
             await state.bid_writer.close()

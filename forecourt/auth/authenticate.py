@@ -30,14 +30,21 @@ def bearer_token(authorization: str | None) -> str | None:
 
 class PrincipalCache:
     """Recently resolved callers, so a busy client (a bidder, a script) does not cost a
-    database round trip per request. Entries live `ttl` seconds: a role, KYC or deactivation
-    change reaches every process within that time. ttl 0 turns the cache off."""
+    database round trip per request. A change to a user (role, KYC, organization, activity,
+    a revoked API token) is announced by the database at commit and forgets the user's
+    entries in every process (forecourt/auth/changes.py); while those announcements cannot be
+    heard, nothing is cached. Entries also expire after `ttl` seconds; ttl 0 turns the cache
+    off."""
 
     MAX_ENTRIES = 50_000
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
+        self.listening = False  # set while changes are heard (forecourt/auth/changes.py)
+        # Bumped by every forget: a caller read before a change is not cached after it.
+        self.generation = 0
         self._entries: dict[object, tuple[float, Principal]] = {}
+        self._keys: dict[object, set[object]] = {}  # user id -> its entries' keys
 
     def get(self, key: object) -> Principal | None:
         entry = self._entries.get(key)
@@ -45,15 +52,28 @@ class PrincipalCache:
             return None
         return entry[1]
 
-    def put(self, key: object, principal: Principal) -> Principal:
-        if self.ttl > 0:
+    def put(self, key: object, principal: Principal, generation: int) -> Principal:
+        """Keep `principal`, read when the cache was at `generation`, unless a change was
+        announced since."""
+        if self.ttl > 0 and self.listening and generation == self.generation:
             if len(self._entries) >= self.MAX_ENTRIES:
-                now = time.monotonic()
-                self._entries = {k: e for k, e in self._entries.items() if e[0] >= now}
-                if len(self._entries) >= self.MAX_ENTRIES:
-                    self._entries.clear()
+                self._entries.clear()
+                self._keys.clear()
             self._entries[key] = (time.monotonic() + self.ttl, principal)
+            self._keys.setdefault(principal.user_id, set()).add(key)
         return principal
+
+    def forget(self, user_id: object) -> None:
+        self.generation += 1
+        for key in self._keys.pop(user_id, ()):
+            self._entries.pop(key, None)
+
+    def stop_listening(self) -> None:
+        """Announcements may be missed from now on: forget everything, cache nothing."""
+        self.listening = False
+        self.generation += 1
+        self._entries.clear()
+        self._keys.clear()
 
 
 async def authenticate(
@@ -66,9 +86,10 @@ async def authenticate(
     if len(token) > 4096:
         raise Unauthenticated("invalid token")
     cache = cache or PrincipalCache(0)
+    generation = cache.generation
     if token.startswith(API_TOKEN_PREFIX):
         key = digest(token)
-        return cache.get(key) or cache.put(key, await _from_api_token(session(), token, now))
+        return cache.get(key) or cache.put(key, await _from_api_token(session(), token, now), generation)
     claims = access_tokens.decode(token, now)  # expiry checked every time
     cached = cache.get(claims.user_id)
     if cached is not None:
@@ -76,7 +97,7 @@ async def authenticate(
     user = (await session().execute(select(*USER_COLUMNS).where(User.id == claims.user_id))).first()
     if user is None or not user.is_active:
         raise Unauthenticated("this account is not active")
-    return cache.put(claims.user_id, _principal(user))
+    return cache.put(claims.user_id, _principal(user), generation)
 
 
 async def _from_api_token(session: AsyncSession, token: str, now: datetime) -> Principal:

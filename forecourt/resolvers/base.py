@@ -36,6 +36,7 @@ async def run_mutation(
     except DomainError as err:
         if err.persist:
             await session.commit()
+            _forget_changed_principals(ctx)
             await ctx.outbox.flush(ctx.state.broadcast)
         else:
             await session.rollback()
@@ -47,6 +48,15 @@ async def run_mutation(
         ctx.outbox.discard()
         raise
     await session.commit()
+    _forget_changed_principals(ctx)
     await ctx.outbox.flush(ctx.state.broadcast)
     await ctx.end_reads()
     return payload(user_errors=[], **fields)
+
+
+def _forget_changed_principals(ctx: Context) -> None:
+    """Whoever this mutation changed is judged on the change from their next request in this
+    process, even before the database's announcement of it arrives (auth/changes.py)."""
+    for user_id in ctx.outbox.changed_principals:
+        ctx.state.principal_changes.changed(user_id)
+    ctx.outbox.changed_principals.clear()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from forecourt.auth.authenticate import authenticate, bearer_token
+from forecourt.auth.changes import PrincipalChanges
 from forecourt.auth.credentials import Credentials
 from forecourt.auth.principal import Principal
 from forecourt.auth.rate_limit import RateLimiter
@@ -42,6 +43,7 @@ class AppState:
     credentials: Credentials
     rate_limiter: RateLimiter
     bid_writer: BidWriter
+    principal_changes: PrincipalChanges
     clock: Callable[[], datetime] = utc_now
     payments: Stripe | None = None  # set when STRIPE_API_KEY is configured
     openai: OpenAI | None = None  # set when OPENAI_API_KEY is configured
@@ -66,6 +68,7 @@ class Context:
         self.request = request
         self.response = response
         self.connection_params: dict | None = None  # set by the WebSocket handlers
+        self.authorization: str | None = None  # a WebSocket's, to authenticate it again
         self.principal: Principal | None = None
         self.outbox = Outbox()
         self._session: AsyncSession | None = None

@@ -155,7 +155,72 @@ def _valid_message(message: Any, operation_types: tuple[str, ...]) -> bool:
             and isinstance(payload.get("operationName") or "", str))
 
 
-class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
+PERMISSIONS_CHANGED = {
+    "message": "your access changed; subscribe again to go on from afterSequence",
+    "extensions": {"code": "PERMISSIONS_CHANGED"},
+}
+
+
+class WatchedSocket:
+    """A signed-in socket that follows changes to its caller (forecourt/auth/changes.py):
+    authenticated again when the caller changes, closed (4403) when its token no longer
+    admits anyone, and its running operations ended when the caller's access changed."""
+
+    context: Context
+    websocket: Any
+    _watched_user: Any = None
+    _recheck: asyncio.Task | None = None
+    _recheck_again = False
+
+    def watch_caller(self) -> None:
+        principal = self.context.principal
+        if principal is not None:
+            self._watched_user = principal.user_id
+            self.context.state.principal_changes.watch(principal.user_id, self)
+
+    def unwatch_caller(self) -> None:
+        if self._watched_user is not None:
+            self.context.state.principal_changes.unwatch(self._watched_user, self)
+            self._watched_user = None
+        if self._recheck is not None:
+            self._recheck.cancel()
+
+    def principal_changed(self) -> None:
+        if self._recheck is not None and not self._recheck.done():
+            self._recheck_again = True  # a change during a check: check once more after it
+            return
+        self._recheck = asyncio.create_task(self._authenticate_again())
+
+    async def _authenticate_again(self) -> None:
+        while True:
+            self._recheck_again = False
+            context = Context(self.context.state, self.context.request, self.context.response)
+            try:
+                await context.authenticate(self.context.authorization)
+            except AuthError:
+                self.unwatch_caller()
+                await self.websocket.close(code=4403, reason="Forbidden")
+                return
+            except Exception:  # the database is unreachable: keep the caller until it is back
+                log.warning("could not authenticate a socket again", exc_info=True)
+                return
+            finally:
+                await context.close()
+            if context.principal != self.context.principal:
+                self.context.principal = context.principal
+                for operation_id in self.running_operations():
+                    await self.end_operation(operation_id, PERMISSIONS_CHANGED)
+            if not self._recheck_again:
+                return
+
+    def running_operations(self) -> list[str]:
+        raise NotImplementedError
+
+    async def end_operation(self, operation_id: str, error: dict) -> None:
+        raise NotImplementedError
+
+
+class PingingTransportWSHandler(WatchedSocket, BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with server-initiated pings after the connection is acknowledged,
     multiplexed results sent as encoded once, and live events of caught-up subscribers sent
     by the fast path (forecourt/subscriptions/live.py)."""
@@ -194,6 +259,14 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._pinger is None:
             self._pinger = asyncio.create_task(self._ping())
+            self.watch_caller()
+
+    def running_operations(self) -> list[str]:
+        return list(self.operations)
+
+    async def end_operation(self, operation_id: str, error: dict) -> None:
+        await self.cleanup_operation(operation_id)
+        await self.send_message({"id": operation_id, "type": "error", "payload": [error]})
 
     async def _ping(self) -> None:
         with contextlib.suppress(Exception):
@@ -202,6 +275,7 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
                 await self.send_message({"type": "ping"})
 
     async def shutdown(self) -> None:
+        self.unwatch_caller()
         if self._pinger is not None:
             self._pinger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -209,7 +283,7 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler):
         await super().shutdown()
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler):
+class LegacyWSHandler(WatchedSocket, BaseGraphQLWSHandler):
     """graphql-ws, with multiplexed results sent as encoded once and live events of caught-up
     subscribers sent by the fast path (forecourt/subscriptions/live.py)."""
 
@@ -232,6 +306,22 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
             await self.websocket.close(code=4429, reason="Too many initialisation requests")
             return
         await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self.watch_caller()
+
+    async def cleanup(self) -> None:
+        self.unwatch_caller()
+        await super().cleanup()
+
+    def running_operations(self) -> list[str]:
+        return list(self.tasks)
+
+    async def end_operation(self, operation_id: str, error: dict) -> None:
+        lane = (self._lanes or {}).get(operation_id)
+        if lane is not None:
+            lane.close()
+        await self.send_message({"id": operation_id, "type": "error", "payload": error})
+        await self.cleanup_operation(operation_id)
 
     async def send_message(self, message: Any) -> None:
         if not await send_shared(self.websocket, "data", message):
@@ -307,8 +397,9 @@ class GraphQLView(GraphQL):
         authorization = params.get("Authorization") or params.get("authorization")
         if not authorization and params.get("token"):
             authorization = f"Bearer {params['token']}"
+        context.authorization = authorization if isinstance(authorization, str) else None
         try:
-            await context.authenticate(authorization if isinstance(authorization, str) else None)
+            await context.authenticate(context.authorization)
         except AuthError as err:
             raise ConnectionRejectionError({"message": err.message, "code": err.code}) from err
         return UNSET

@@ -207,6 +207,7 @@ async def revoke_api_token(work: Work, token_id: uuid.UUID) -> ApiToken:
         raise DomainError("NOT_FOUND", "no such API token", ("id",))
     if row.revoked_at is None:
         row.revoked_at = work.now
+        work.events.principal_changed(row.user_id)
     return row
 
 
@@ -229,6 +230,7 @@ async def _open_application(work: Work, kind: KycKind, data: dict) -> User:
     rules.check_can_apply(kind, Role(user.role), KycStatus(user.kyc_status), pending is not None)
     work.session.add(KycApplication(user_id=user.id, kind=kind.value, data=data))
     user.kyc_status = rules.kyc_status_while_pending(KycStatus(user.kyc_status)).value
+    work.events.principal_changed(user.id)
     await work.session.flush()
     return user
 
@@ -285,6 +287,7 @@ async def review_application(
     application.reviewed_at = work.now
     user.kyc_status = outcome.kyc_status.value
     user.role = outcome.role.value
+    work.events.principal_changed(user.id)
     after = {"role": user.role, "kycStatus": user.kyc_status}
     audit.record(
         work,

@@ -40,6 +40,7 @@ async def create_organization(work: Work, *, name: str | None) -> Organization:
     )
     user.organization_id = org.id
     user.org_role = OrgRole.ADMIN.value
+    work.events.principal_changed(user.id)
     await work.session.flush()
     return org
 
@@ -129,6 +130,7 @@ async def accept_invitation(work: Work, invitation_id: uuid.UUID) -> Organizatio
     rules.check_can_join(user.organization_id)
     invitation.status, invitation.responded_at = rules.InvitationStatus.ACCEPTED.value, work.now
     user.organization_id, user.org_role = invitation.organization_id, invitation.org_role
+    work.events.principal_changed(user.id)
     await work.session.flush()
     org = await work.session.get(Organization, invitation.organization_id)
     assert org is not None
@@ -151,6 +153,7 @@ async def _leave(work: Work, user: User) -> None:
     roles = list(await work.session.scalars(select(User.org_role).where(User.organization_id == organization_id)))
     rules.check_keeps_an_admin(user.org_role, roles.count(OrgRole.ADMIN.value), len(roles))
     user.organization_id, user.org_role = None, None
+    work.events.principal_changed(user.id)
     await work.session.execute(delete(MemberMinuteLimit).where(MemberMinuteLimit.user_id == user.id))
     await work.session.flush()
 
