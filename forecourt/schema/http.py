@@ -32,7 +32,12 @@ from strawberry.types.unset import UNSET
 from forecourt.auth.errors import AuthError
 from forecourt.auth.rate_limit import RateLimited
 from forecourt.schema.context import AppState, Context
-from forecourt.schema.errors import BAD_USER_INPUT, PARSE_FAILED, REQUEST_ERROR_STATUS
+from forecourt.schema.errors import (
+    BAD_USER_INPUT,
+    PARSE_FAILED,
+    REQUEST_ERROR_STATUS,
+    RESPONSE_TOO_LARGE,
+)
 from forecourt.subscriptions.live import Lane, bind
 from forecourt.subscriptions.multiplex import SharedData, frame
 from forecourt.subscriptions.sockets import SCOPE_KEY, direct_socket
@@ -227,13 +232,26 @@ class GraphQLView(GraphQL):
         status = 200
         if isinstance(response_data, dict):
             status = _request_error_status(response_data) or 200
-        response = Response(
-            orjson.dumps(response_data), status_code=status, media_type="application/json"
-        )
+        body = _bounded(orjson.dumps(response_data), self.state.settings.max_response_bytes)
+        response = Response(body, status_code=status, media_type="application/json")
         response.headers.raw.extend(sub_response.headers.raw)
         if sub_response.status_code:
             response.status_code = sub_response.status_code
         return response
+
+
+def _bounded(body: bytes, max_bytes: int) -> bytes:
+    """The encoded response, or an error in its place when it is larger than max_bytes: the
+    cost budget is an estimate, and this bounds what one answer can hold. The operation did
+    run, so the error says that a mutation's changes were made."""
+    if len(body) <= max_bytes:
+        return body
+    message = (
+        f"the response is larger than {max_bytes} bytes and was not sent; ask for fewer "
+        "items or fields (a mutation's changes, if any, were made)"
+    )
+    error = {"message": message, "extensions": {"code": RESPONSE_TOO_LARGE}}
+    return orjson.dumps({"data": None, "errors": [error]})
 
 
 def _request_error_status(response: dict) -> int | None:
