@@ -223,3 +223,20 @@ async def test_oversized_response_is_refused(tmp_path, database_url, clock):
     finally:
         await client.close()
         live.stop()
+
+
+async def test_fragments_spread_twice_at_each_level_are_measured_quickly(gql):
+    # Each fragment spreads the next twice: 2^18 expansions of the last one. Strawberry's
+    # depth and alias validators expanded them all (4 s here, 16 s at 20 levels).
+    levels = 18
+    fragments = " ".join(
+        f"fragment F{i} on Vehicle {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)
+    )
+    query = f'{{ vehicle(id: "x") {{ ...F0 }} }} {fragments} fragment F{levels} on Vehicle {{ s: id }}'
+    started = time.perf_counter()
+    response = await gql.post(query)
+    assert time.perf_counter() - started < 1.0
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
+    assert error["message"] == f"{2**levels} aliases found. Allowed: 15"
