@@ -114,15 +114,19 @@ def _validate(
     return result
 
 
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+
+
 def _shape_errors(document: DocumentNode, limits: Limits) -> list[GraphQLError]:
     """Depth per operation and aliases over the document, as strawberry's QueryDepthLimiter
     and MaxAliasesLimiter count them (introspection fields add no depth; a fragment's aliases
     count at each spread), but measuring each fragment once: theirs expand every spread
     again, exponential in fragments that spread the next one twice (900 bytes held the
     event loop for 16 s)."""
-    shape = _Shape(
-        {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    )
+    shape = _Shape(_fragments(document))
     errors = []
     aliases = 0
     for operation in document.definitions:
@@ -319,9 +323,6 @@ def operation_cost(
     default_page_size: int,
     max_page_size: int,
 ) -> int:
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     operation = next(
         (o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
@@ -333,7 +334,7 @@ def operation_cost(
     if root is None:
         return 0
     own = MUTATION_COST if operation.operation is OperationType.MUTATION else 1
-    walk = _CostWalk(schema, fragments, variables, default_page_size, max_page_size)
+    walk = _CostWalk(schema, _fragments(document), variables, default_page_size, max_page_size)
     return walk.selection_set(root, operation.selection_set, own)
 
 
