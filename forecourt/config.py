@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     max_tokens: int = Field(2000, alias="MAX_TOKENS")
     max_query_cost: int = Field(5000, alias="MAX_QUERY_COST")
     max_body_bytes: int = Field(16 * 1024 * 1024, alias="MAX_BODY_BYTES")
+    # The query text, in characters, refused before it is read: 2000 tokens of a formatted
+    # query fit with room to spare; large values (imports) travel as variables.
+    max_query_length: int = Field(64 * 1024, alias="MAX_QUERY_LENGTH")
+    # An encoded HTTP response larger than this is replaced by a RESPONSE_TOO_LARGE error.
+    max_response_bytes: int = Field(8 * 1024 * 1024, alias="MAX_RESPONSE_BYTES")
     introspection: bool = Field(True, alias="GRAPHQL_INTROSPECTION")
     default_page_size: int = Field(20, alias="DEFAULT_PAGE_SIZE")
     max_page_size: int = Field(100, alias="MAX_PAGE_SIZE")
@@ -114,7 +119,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
-        for name in ("max_query_depth", "max_aliases", "max_tokens", "max_query_cost"):
+        for name in ("max_query_depth", "max_aliases", "max_tokens", "max_query_cost",
+                     "max_query_length", "max_response_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 1 <= self.default_page_size <= self.max_page_size:

@@ -41,6 +41,7 @@ from forecourt.schema.errors import (
     INTERNAL,
     PARSE_FAILED,
     REQUEST_ERROR_STATUS,
+    RESPONSE_TOO_LARGE,
     UNAVAILABLE_MESSAGES,
     unavailable_code,
 )
@@ -114,7 +115,7 @@ class PerOperationSchema:
         results = await self.schema.stream(
             query, variable_values, context, root_value, operation_name, operation_extensions,
             allowed_operation_types)
-        long_lived = (isinstance(query, str) and len(query) <= self.settings.max_body_bytes
+        long_lived = (isinstance(query, str) and len(query) <= self.settings.max_query_length
                       and _is_subscription(query, operation_name, self.settings.max_tokens))
         return self._scoped(results, context, None if long_lived else self.slots)
 
@@ -434,9 +435,8 @@ class GraphQLView(GraphQL):
         status = 200
         if isinstance(response_data, dict):
             status = _request_error_status(response_data) or 200
-        response = Response(
-            orjson.dumps(response_data), status_code=status, media_type="application/json"
-        )
+        body = _bounded(orjson.dumps(response_data), self.state.settings.max_response_bytes)
+        response = Response(body, status_code=status, media_type="application/json")
         response.headers.raw.extend(sub_response.headers.raw)
         if sub_response.status_code:
             response.status_code = sub_response.status_code
@@ -453,6 +453,20 @@ def _failure_response(err: Exception) -> Response:
                               {"Retry-After": "5"})
     log.error("unexpected error handling a request", exc_info=err)
     return error_response(500, "Internal server error", INTERNAL)
+
+
+def _bounded(body: bytes, max_bytes: int) -> bytes:
+    """The encoded response, or an error in its place when it is larger than max_bytes: the
+    cost budget is an estimate, and this bounds what one answer can hold. The operation did
+    run, so the error says that a mutation's changes were made."""
+    if len(body) <= max_bytes:
+        return body
+    message = (
+        f"the response is larger than {max_bytes} bytes and was not sent; ask for fewer "
+        "items or fields (a mutation's changes, if any, were made)"
+    )
+    error = {"message": message, "extensions": {"code": RESPONSE_TOO_LARGE}}
+    return orjson.dumps({"data": None, "errors": [error]})
 
 
 def _request_error_status(response: dict) -> int | None:
