@@ -233,3 +233,33 @@ async def test_database_down_answers_503_json_and_masked_errors(tmp_path, clock)
             assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", error
     finally:
         server.stop()
+
+
+async def test_redis_down_is_events_unavailable_masked(tmp_path, database_url, clock, server, gql, seller):
+    """Subscribing while the event bus is down: a masked EVENTS_UNAVAILABLE on both protocols,
+    never the connection error's text under another code."""
+    from tests.harness import RedisServer
+    from tests.test_auctions import new_auction
+
+    auction = await new_auction(gql, seller, clock)
+    redis_server = RedisServer()
+    events = LiveServer(make_settings(tmp_path, REDIS_URL=redis_server.url, BROADCAST_OUTAGE_GRACE_SECONDS=0.3),
+                        database_url, clock).start()
+    try:
+        redis_server.stop()
+        subscription = {"query": "subscription($id: ID!) { auctionEvents(auctionId: $id) { sequence } }",
+                        "variables": {"id": auction["id"]}}
+        for protocol, start in (("graphql-transport-ws", "subscribe"), ("graphql-ws", "start")):
+            async with websockets.connect(events.ws_url, subprotocols=[protocol]) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+                assert (await receive(ws))["type"] == "connection_ack"
+                await ws.send(json.dumps({"id": "1", "type": start, "payload": subscription}))
+                message = await receive(ws, timeout=15)
+                payload = message["payload"]
+                error = (payload[0] if isinstance(payload, list) else payload["errors"][0]
+                         if "errors" in payload else payload)
+                assert error["extensions"]["code"] == "EVENTS_UNAVAILABLE", message
+                assert "connect" not in error["message"].lower() or "Error" not in error["message"]
+    finally:
+        events.stop()
+        redis_server.stop()
