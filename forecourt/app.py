@@ -24,6 +24,7 @@ from forecourt.auth.credentials import Credentials
 from forecourt.auth.rate_limit import RateLimiter
 from forecourt.config import Settings
 from forecourt.db.engine import create_engine, plain_url, session_factory
+from forecourt.domain.webhooks import InvalidEvent
 from forecourt.integrations.openai import OpenAI
 from forecourt.integrations.stripe import Stripe, WebhookRejected
 from forecourt.schema.context import AppState, utc_now
@@ -125,7 +126,9 @@ def create_app(
 
     async def stripe_webhook(request: Request) -> Response:
         """Stripe's deliveries: verified, applied once per event id in one transaction (a failure
-        answers 500 and Stripe delivers again), acknowledged with 200."""
+        answers 500 and Stripe delivers again), acknowledged with 200. A malformed event is
+        refused with 400 and writes nothing: Stripe retries it for days, so a fix can still apply
+        it, and its failures show on Stripe's dashboard."""
         if state.payments is None:
             return error_response(404, "Stripe is not configured", "NOT_FOUND")
         body = await request.body()
@@ -135,11 +138,15 @@ def create_app(
             return error_response(400, f"webhook rejected: {err}", "BAD_SIGNATURE")
         async with state.sessions() as session:
             work = Work(session, Outbox(), state.clock())
-            async with session.begin():
-                if billing.handles(event.type):  # plans; payment_intent.* and the rest: the wallet
-                    await billing.stripe_event(work, event, billing.prices(settings))
-                else:
-                    await wallet.stripe_event(work, event)
+            try:
+                async with session.begin():
+                    if billing.handles(event.type):  # plans; payment_intent.* and the rest: the wallet
+                        await billing.stripe_event(work, event, billing.prices(settings))
+                    else:
+                        await wallet.stripe_event(work, event, settings.wallet_currency)
+            except InvalidEvent as err:
+                log.warning("stripe event %s (%s) refused: %s", event.id, event.type, err.message)
+                return error_response(400, f"webhook refused: {err.message}", err.code)
             await work.events.flush(state.broadcast)
         return Response(b'{"received":true}', media_type="application/json")
 

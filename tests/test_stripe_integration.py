@@ -168,7 +168,10 @@ def tampered(fake: type[FakeStripe]) -> tuple[bytes, str]:
     (lambda fake: (fake.signed_event("payment_intent.succeeded", {})[0], ""), "No Stripe-Signature"),
     (lambda fake: (fake.signed_event("payment_intent.succeeded", {})[0], "v1=abc"), "Unable to extract"),
     (lambda fake: fake.signed_event("payment_intent.succeeded", {}, timestamp=int(time.time()) - 301), "tolerance"),
-], ids=["tampered", "wrong-secret", "missing", "empty", "garbled", "stale"])
+    (lambda fake: fake.signed_event("payment_intent.succeeded", {}, timestamp=int(time.time()) + 301), "tolerance"),
+    (lambda fake: fake.signed_event("payment_intent.succeeded", {}, timestamp=int(time.time()) + 365 * 86400),
+     "tolerance"),
+], ids=["tampered", "wrong-secret", "missing", "empty", "garbled", "stale", "future", "a-year-ahead"])
 def test_forged_or_stale_deliveries_are_rejected(tmp_path, forge, reason):
     payload, signature = forge(FakeStripe)
     with pytest.raises(WebhookRejected) as rejected:
@@ -177,9 +180,23 @@ def test_forged_or_stale_deliveries_are_rejected(tmp_path, forge, reason):
     assert WEBHOOK_SECRET not in str(rejected.value)
 
 
-def test_a_recent_delivery_within_tolerance_is_accepted(tmp_path):
-    payload, signature = FakeStripe.signed_event("payment_intent.processing", {}, timestamp=int(time.time()) - 290)
+@pytest.mark.parametrize("skew", [-290, 290], ids=["behind", "ahead"])
+def test_a_delivery_within_tolerance_either_way_is_accepted(tmp_path, skew):
+    # clocks drift both ways; up to Stripe's 300 s either side is accepted
+    payload, signature = FakeStripe.signed_event("payment_intent.processing", {}, timestamp=int(time.time()) + skew)
     assert client(tmp_path).verify_webhook(payload, signature).type == "payment_intent.processing"
+
+
+@pytest.mark.parametrize("envelope", [
+    {"id": 42, "type": "payment_intent.succeeded"}, {"id": "evt_1", "type": None},
+    {"id": "", "type": "payment_intent.succeeded"}, {"id": "evt_" + "x" * 300, "type": "payment_intent.succeeded"},
+    {"id": "evt_1", "type": "x" * 101},
+], ids=["numeric-id", "no-type", "empty-id", "long-id", "long-type"])
+def test_a_signed_event_without_a_usable_id_or_type_is_rejected(tmp_path, envelope):
+    payload = json.dumps({"object": "event", "data": {"object": {}}} | envelope)
+    header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET)
+    with pytest.raises(WebhookRejected, match="not a Stripe event"):
+        client(tmp_path).verify_webhook(payload.encode(), header)
 
 
 @pytest.mark.parametrize("payload", [b"not json", b"\xff\xfe"])

@@ -2,6 +2,7 @@
 signed webhooks that credit the wallet once, in any order, and never when forged."""
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -127,3 +128,85 @@ async def test_without_stripe_configured_funding_says_so(gql, make_user, server)
     body = await gql(FUND, {"amount": "100.00"}, token=account.token)
     assert body["data"]["fundWallet"]["userErrors"][0]["code"] == "PROVIDER_NOT_CONFIGURED"
     assert (await gql.http.post("/webhooks/stripe", content=b"{}")).status_code == 404
+
+
+# ---------------------------------------------------------------- webhook edge cases
+
+
+def intent_for(user_id, **changes):
+    """A succeeded wallet top-up as our fundWallet creates it, with `changes` applied (None removes a key)."""
+    intent = {"id": f"pi_{time.monotonic_ns()}", "object": "payment_intent", "amount": 500,
+              "amount_received": 500, "currency": "ngn", "status": "succeeded",
+              "metadata": {"user_id": str(user_id)}}
+    intent.update(changes)
+    return {key: value for key, value in intent.items() if value is not None}
+
+
+async def nothing_written(db):
+    return [await db.fetchval(f"SELECT count(*) FROM {table}") for table in ("payments", "transactions")] == [0, 0]
+
+
+@pytest.mark.parametrize("changes", [
+    {"currency": None}, {"currency": 566}, {"currency": ""}, {"currency": "naira"},
+    {"amount_received": None}, {"amount_received": "500"}, {"amount_received": 5.5},
+    {"amount_received": -500}, {"amount_received": 0}, {"amount_received": True},
+    {"metadata": None}, {"metadata": "user"}, {"id": None}, {"id": "pi_" + "x" * 300},
+], ids=lambda changes: "-".join(f"{k}={v!r}"[:24] for k, v in changes.items()))
+async def test_a_malformed_intent_is_refused_and_writes_nothing(changes, client, stripe_api, db):
+    _, user_id = await register(client, db)
+    event = stripe_api.signed_event("payment_intent.succeeded", intent_for(user_id, **changes))
+    for _ in range(2):  # not recorded as handled: a redelivery (after a fix) is read again
+        response = await deliver(client, *event)
+        assert response.status_code == 400, response.text
+        assert response.json()["errors"][0]["extensions"]["code"] == "INVALID_EVENT"
+    assert await nothing_written(db)
+    assert await db.fetchval("SELECT count(*) FROM webhook_events") == 0
+
+
+async def test_a_malformed_failure_or_cancellation_is_refused_too(client, stripe_api, db):
+    _, user_id = await register(client, db)
+    for event_type in ("payment_intent.payment_failed", "payment_intent.canceled", "payment_intent.processing"):
+        intent = intent_for(user_id, amount="500", amount_received=0, status="canceled")
+        response = await deliver(client, *stripe_api.signed_event(event_type, intent))
+        assert response.status_code == 400 and response.json()["errors"][0]["extensions"]["code"] == "INVALID_EVENT"
+    assert await nothing_written(db)
+
+
+@pytest.mark.parametrize(("changes", "logged"), [
+    ({"metadata": {"user_id": "7f9c24e8-3b12-4f6a-9c1d-5e8a2b7c4d10"}}, "names no user of ours"),
+    ({"metadata": {}}, "names no user of ours"),
+    ({"metadata": {"user_id": "not-a-uuid"}}, "names no user of ours"),
+    ({"metadata": {"user_id": ["a", "list"]}}, "names no user of ours"),
+    ({"currency": "usd"}, "is in USD, wallets hold NGN"),
+    ({"currency": "USD"}, "is in USD, wallets hold NGN"),
+    ({"amount": 10**20, "amount_received": 10**20}, "larger than any top-up"),
+], ids=["unknown-user", "no-user", "not-a-uuid", "not-a-string", "usd", "USD", "huge"])
+async def test_an_intent_that_is_not_ours_is_acknowledged_logged_and_changes_nothing(
+    changes, logged, client, stripe_api, db, caplog,
+):
+    _, user_id = await register(client, db)
+    caplog.set_level(logging.WARNING)
+    for event_type in ("payment_intent.processing", "payment_intent.succeeded"):
+        event = stripe_api.signed_event(event_type, intent_for(user_id, **changes))
+        for _ in range(3):  # acknowledged every time, so Stripe stops redelivering
+            assert (await deliver(client, *event)).status_code == 200
+    assert await nothing_written(db)
+    assert await db.fetchval("SELECT count(*) FROM webhook_events") == 2
+    assert await db.fetchval("SELECT coalesce(sum(balance), 0) FROM wallets") == 0
+    assert logged in caplog.text and WEBHOOK_SECRET not in caplog.text
+
+
+async def test_a_wallet_currency_intent_in_other_letter_case_is_credited(client, stripe_api, db):
+    _, user_id = await register(client, db)
+    event = stripe_api.signed_event("payment_intent.succeeded", intent_for(user_id, currency="NGN"))
+    assert (await deliver(client, *event)).status_code == 200
+    assert await db.fetchval("SELECT balance FROM wallets WHERE user_id = $1", user_id) == 5
+
+
+async def test_a_delivery_signed_a_year_ahead_is_refused(client, stripe_api, db):
+    _, user_id = await register(client, db)
+    event = stripe_api.signed_event("payment_intent.succeeded", intent_for(user_id),
+                                    timestamp=int(time.time()) + 365 * 86400)
+    response = await deliver(client, *event)
+    assert response.status_code == 400 and response.json()["errors"][0]["extensions"]["code"] == "BAD_SIGNATURE"
+    assert await nothing_written(db) and await db.fetchval("SELECT count(*) FROM webhook_events") == 0

@@ -7,12 +7,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from forecourt.domain.errors import DomainError, Validator
 from forecourt.domain.organizations import PlanTier
+from forecourt.domain.webhooks import InvalidEvent, list_items, metadata, object_id, timestamp
 
 PAID_PLANS = frozenset({PlanTier.BASIC, PlanTier.PRO})
 PLAN_RANK = {PlanTier.FREE: 0, PlanTier.BASIC: 1, PlanTier.PRO: 2}
@@ -39,35 +40,7 @@ class SubscriptionStatus(enum.StrEnum):
 ENTITLED = frozenset({SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE})
 
 
-class InvalidEvent(DomainError):
-    """A verified Stripe event whose object lacks what the handler needs."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("INVALID_EVENT", message)
-
-
 # ---------------------------------------------------------------- reading Stripe objects
-
-
-def timestamp(value: Any) -> datetime | None:
-    """A Stripe unix timestamp (seconds) as a UTC datetime; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent(f"not a timestamp: {value!r}")
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _id(value: Any) -> str | None:
-    """An expandable reference: an id string, or the expanded object's id."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
-
-
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -86,15 +59,14 @@ class SubscriptionState:
 
 
 def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionState:
-    sub_id = _id(obj.get("id"))
+    sub_id = object_id(obj.get("id"))
     if sub_id is None or obj.get("object", "subscription") != "subscription":
         raise InvalidEvent("not a subscription")
     try:
         status = SubscriptionStatus(obj.get("status"))
     except ValueError:
         raise InvalidEvent(f"unknown subscription status {obj.get('status')!r}") from None
-    items = obj.get("items") or {}
-    first = (items.get("data") or [None])[0] if isinstance(items, dict) else None
+    first = next(iter(list_items(obj.get("items"))), None)
     first = first if isinstance(first, dict) else {}
     price = first.get("price") or first.get("plan") or {}
     # Since API version 2025-03-31 the billing period lives on the subscription items; older
@@ -103,14 +75,14 @@ def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionState:
     end = first.get("current_period_end", obj.get("current_period_end"))
     return SubscriptionState(
         id=sub_id,
-        customer=_id(obj.get("customer")),
+        customer=object_id(obj.get("customer")),
         status=status,
-        price_id=_id(price),
+        price_id=object_id(price),
         period_start=timestamp(start),
         period_end=timestamp(end),
         cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
         trial_end=timestamp(obj.get("trial_end")),
-        organization_ref=_metadata(obj).get("organization_id"),
+        organization_ref=metadata(obj).get("organization_id"),
     )
 
 
@@ -125,21 +97,21 @@ class CheckoutCompleted:
 
 def parse_checkout(obj: Mapping[str, Any]) -> CheckoutCompleted | None:
     """A completed Checkout Session; None when it is not a subscription checkout."""
-    session_id = _id(obj.get("id"))
+    session_id = object_id(obj.get("id"))
     if session_id is None:
         raise InvalidEvent("not a checkout session")
     if obj.get("mode") != "subscription":
         return None
-    metadata = _metadata(obj)
+    labels = metadata(obj)
     try:
-        plan = PlanTier(metadata.get("plan")) if metadata.get("plan") else None
+        plan = PlanTier(labels.get("plan")) if labels.get("plan") else None
     except ValueError:
         plan = None
     return CheckoutCompleted(
         session_id=session_id,
-        customer=_id(obj.get("customer")),
-        subscription=_id(obj.get("subscription")),
-        organization_ref=obj.get("client_reference_id") or metadata.get("organization_id"),
+        customer=object_id(obj.get("customer")),
+        subscription=object_id(obj.get("subscription")),
+        organization_ref=obj.get("client_reference_id") or labels.get("organization_id"),
         plan=plan,
     )
 
@@ -157,20 +129,21 @@ def parse_invoice(obj: Mapping[str, Any]) -> InvoicePaid:
     """A paid invoice and the service period it pays for: the latest period among its lines
     (an invoice's own period_start/period_end describe the usage period just ended, not the
     subscription period paid in advance)."""
-    invoice_id = _id(obj.get("id"))
+    invoice_id = object_id(obj.get("id"))
     if invoice_id is None:
         raise InvalidEvent("not an invoice")
     parent = obj.get("parent")
     details = (parent.get("subscription_details") if isinstance(parent, dict) else None) or {}
-    subscription = _id(details.get("subscription")) or _id(obj.get("subscription"))  # new, then pre-2025 place
+    if not isinstance(details, dict):
+        raise InvalidEvent("an invoice whose subscription_details is not an object")
+    subscription = object_id(details.get("subscription")) or object_id(obj.get("subscription"))  # new, then pre-2025 place
     periods = []
-    lines = obj.get("lines") or {}
-    for line in (lines.get("data") or []) if isinstance(lines, dict) else []:
+    for line in list_items(obj.get("lines")):
         period = line.get("period") if isinstance(line, dict) else None
         if isinstance(period, dict) and period.get("end") is not None:
             periods.append((timestamp(period.get("start")), timestamp(period["end"])))
     start, end = max(periods, key=lambda p: p[1]) if periods else (None, None)
-    return InvoicePaid(invoice_id, _id(obj.get("customer")), subscription, start, end)
+    return InvoicePaid(invoice_id, object_id(obj.get("customer")), subscription, start, end)
 
 
 # ---------------------------------------------------------------- rules

@@ -5,11 +5,15 @@ cannot be withdrawn."""
 from __future__ import annotations
 
 import enum
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from forecourt.domain.errors import DomainError
 from forecourt.domain.money import ZERO, money
+from forecourt.domain.webhooks import InvalidEvent, object_id, positive_integer
 
 
 class EntryType(enum.StrEnum):
@@ -81,3 +85,37 @@ def check_adjustment(wallet: WalletView, amount: Decimal, deposit_percent: Decim
             f"{required} backs the owner's winning bids and cannot be taken out while they stand",
             ("amount",),
         )
+
+
+# ---------------------------------------------------------------- provider payments
+
+
+@dataclass(frozen=True)
+class IntentUpdate:
+    """A `payment_intent.*` event's intent, as far as wallet funding is concerned."""
+
+    id: str
+    status: str
+    amount: int  # minor units: what was received for a success, what was asked otherwise
+    currency: str  # lower case, as Stripe writes it
+    user_id: uuid.UUID | None  # metadata.user_id, set by our fundWallet; None: not a top-up of ours
+
+
+def parse_payment_intent(obj: Mapping[str, Any], status: str) -> IntentUpdate:
+    """Read a verified intent; InvalidEvent when it lacks what crediting a wallet needs."""
+    intent_id = object_id(obj.get("id"))
+    if intent_id is None or obj.get("object", "payment_intent") != "payment_intent":
+        raise InvalidEvent("not a payment intent")
+    currency = obj.get("currency")
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isascii() or not currency.isalpha():
+        raise InvalidEvent(f"payment intent {intent_id} has no valid currency: {currency!r}")
+    amount_field = "amount_received" if status == "succeeded" else "amount"
+    amount = positive_integer(obj.get(amount_field), amount_field)
+    labels = obj.get("metadata")
+    if not isinstance(labels, dict):
+        raise InvalidEvent(f"payment intent {intent_id} has no metadata")  # Stripe always sends it
+    try:
+        user_id = uuid.UUID(labels.get("user_id"))
+    except (TypeError, ValueError, AttributeError):
+        user_id = None
+    return IntentUpdate(intent_id, status, amount, currency.lower(), user_id)

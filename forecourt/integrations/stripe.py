@@ -8,6 +8,7 @@ protocol. The secret key and the webhook secret are never logged or put in messa
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ import stripe
 
 from forecourt.config import Settings
 from forecourt.domain.errors import DomainError
+from forecourt.domain.webhooks import MAX_ID_LENGTH
 from forecourt.integrations.openai import not_configured
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,20 @@ log = logging.getLogger(__name__)
 # Stripe amounts are integers in the currency's minor unit; these currencies have none.
 ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf",
                           "ugx", "vnd", "vuv", "xaf", "xof", "xpf"})
+
+
+# How far a delivery's signed timestamp may be from now, either way: Stripe's default.
+WEBHOOK_TOLERANCE = stripe.Webhook.DEFAULT_TOLERANCE
+MAX_EVENT_TYPE_LENGTH = 100  # webhook_events.type
+
+
+def signed_at(signature_header: str) -> int:
+    """The `t=` timestamp of a Stripe-Signature header the SDK has already verified."""
+    for item in signature_header.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "t":
+            return int(value)
+    raise ValueError("no timestamp")
 
 
 class WebhookRejected(Exception):
@@ -151,11 +167,21 @@ class Stripe:
         return session.url
 
     def verify_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:
+        """The event, if Stripe signed it with our secret within the tolerance either side of
+        now; WebhookRejected otherwise."""
         if not self._webhook_secret:
             raise WebhookRejected("webhooks are not configured")
         try:
-            event = self._client.construct_event(payload, signature, self._webhook_secret)
+            event = self._client.construct_event(payload, signature, self._webhook_secret,
+                                                 tolerance=WEBHOOK_TOLERANCE)
+            # The SDK refuses only timestamps too far in the past; a future one would let a
+            # leaked delivery be replayed until that time comes.
+            if signed_at(signature) > time.time() + WEBHOOK_TOLERANCE:
+                raise WebhookRejected("Timestamp outside the tolerance zone")
             created = getattr(event, "created", None)
+            if not (isinstance(event.id, str) and 0 < len(event.id) <= MAX_ID_LENGTH
+                    and isinstance(event.type, str) and 0 < len(event.type) <= MAX_EVENT_TYPE_LENGTH):
+                raise WebhookRejected("not a Stripe event")
             return WebhookEvent(id=event.id, type=event.type, data=event.data.object.to_dict(),
                                 created=created if isinstance(created, int) else None)
         except stripe.SignatureVerificationError as err:

@@ -5,7 +5,8 @@ the organization has: `customer.subscription.*` carry the subscription (plan fro
 status, period, trial), `invoice.paid` opens a new billing period (the minutes used start
 again), `checkout.session.completed` links the customer and subscription. Each event applies
 once (webhook_events), an event older than the last one applied to its subscription is
-ignored, and an event naming no organization of ours is acknowledged and logged.
+ignored, an event naming no organization of ours is acknowledged and logged, and a malformed
+one is refused (InvalidEvent).
 
 Lock order, whoever writes: organization -> billing subscription -> minute quota.
 """
@@ -150,21 +151,18 @@ def handles(event_type: str) -> bool:
 
 
 async def stripe_event(work: Work, event: WebhookEvent, plans_by_price: Mapping[str, PlanTier]) -> None:
-    """Apply a verified Stripe Billing event once, whatever the order and number of deliveries."""
+    """Apply a verified Stripe Billing event once, whatever the order and number of deliveries.
+    A malformed object raises InvalidEvent: the delivery is refused and nothing is written."""
     if not await first_delivery(work.session, "stripe", event.id, event.type):
         return
-    try:
-        if event.type == CHECKOUT_COMPLETED:
-            completed = rules.parse_checkout(event.data)
-            if completed is not None:
-                await _checkout_completed(work, event, completed)
-        elif event.type == INVOICE_PAID:
-            await _invoice_paid(work, event, rules.parse_invoice(event.data))
-        elif event.type.startswith(SUBSCRIPTION_EVENTS):
-            await _subscription_changed(work, event, rules.parse_subscription(event.data), plans_by_price)
-    except rules.InvalidEvent as err:
-        # Recorded and acknowledged: redelivering a malformed event would not make it valid.
-        log.warning("stripe event %s (%s) ignored: %s", event.id, event.type, err.message)
+    if event.type == CHECKOUT_COMPLETED:
+        completed = rules.parse_checkout(event.data)
+        if completed is not None:
+            await _checkout_completed(work, event, completed)
+    elif event.type == INVOICE_PAID:
+        await _invoice_paid(work, event, rules.parse_invoice(event.data))
+    elif event.type.startswith(SUBSCRIPTION_EVENTS):
+        await _subscription_changed(work, event, rules.parse_subscription(event.data), plans_by_price)
 
 
 async def _find_organization(

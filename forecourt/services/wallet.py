@@ -23,7 +23,7 @@ from forecourt.domain.auctions import DEFAULT_DEPOSIT_PERCENT
 from forecourt.domain.errors import DomainError
 from forecourt.domain.money import ZERO
 from forecourt.domain.text import clean_text
-from forecourt.domain.wallet import EntryType, WalletView, check_adjustment, effect
+from forecourt.domain.wallet import EntryType, WalletView, check_adjustment, effect, parse_payment_intent
 from forecourt.integrations.stripe import (
     PaymentIntent,
     Stripe,
@@ -110,7 +110,7 @@ async def adjust(work: Work, user_id: uuid.UUID, amount: Decimal, reason: str) -
     """An admin's manual adjustment (seed 004: disputes), audited."""
     assert work.actor is not None
     reason = clean_text(reason, "reason", max_length=500, required=True, multiline=True)
-    if not await work.session.scalar(text("SELECT 1 FROM users WHERE id = :u"), {"u": user_id}):
+    if not await user_exists(work.session, user_id):
         raise DomainError("NOT_FOUND", "No such user", ("userId",))
     before = await view(work.session, user_id, lock_first=True)
     check_adjustment(before, amount, DEFAULT_DEPOSIT_PERCENT)
@@ -149,23 +149,35 @@ async def fund(work: Work, amount: Decimal, stripe: Stripe) -> PaymentIntent:
     return intent
 
 
-async def stripe_event(work: Work, event: WebhookEvent) -> None:
-    """Apply a verified Stripe event once, whatever the order and number of deliveries."""
+async def stripe_event(work: Work, event: WebhookEvent, wallet_currency: str) -> None:
+    """Apply a verified Stripe event once, whatever the order and number of deliveries.
+
+    A malformed intent raises InvalidEvent (the delivery is refused and nothing is written); an
+    intent that is not a top-up of ours is recorded as handled, logged by id only, and ignored."""
     if not await first_delivery(work.session, "stripe", event.id, event.type):
         return
     status = STRIPE_INTENT_STATUS.get(event.type)
     if status is None:
         return  # recorded; nothing to do for this type
-    intent = event.data
-    try:
-        user_id = uuid.UUID(intent["metadata"]["user_id"])
-    except (KeyError, TypeError, ValueError):
-        log.warning("stripe event %s: payment intent %s is not a wallet top-up", event.id, intent.get("id"))
+    intent = parse_payment_intent(event.data, status)
+    amount = from_minor_units(intent.amount, intent.currency)
+    if intent.user_id is None or not await user_exists(work.session, intent.user_id):
+        reason = "names no user of ours"
+    elif intent.currency != wallet_currency.lower():
+        # Acknowledged, not refused: a redelivery carries the same currency, and Stripe would
+        # retry a refusal for days. The log is the cue to refund it by hand.
+        reason = f"is in {intent.currency.upper()}, wallets hold {wallet_currency.upper()}"
+    elif amount > MAX_FUNDING:
+        reason = "is larger than any top-up this server asks for"
+    else:
+        await payment_settled(work, "stripe", intent.id, status, user_id=intent.user_id,
+                              amount=amount, currency=intent.currency)
         return
-    received = intent.get("amount_received") if status == "succeeded" else intent.get("amount")
-    await payment_settled(work, "stripe", intent["id"], status, user_id=user_id,
-                          amount=from_minor_units(received or 0, intent["currency"]),
-                          currency=intent["currency"])
+    log.warning("stripe event %s: payment intent %s %s; not credited", event.id, intent.id, reason)
+
+
+async def user_exists(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    return bool(await session.scalar(text("SELECT 1 FROM users WHERE id = :u"), {"u": user_id}))
 
 
 async def first_delivery(session: AsyncSession, provider: str, event_id: str, event_type: str) -> bool:
