@@ -19,6 +19,7 @@ import re
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -107,6 +108,15 @@ def response_problems(status: int, content_type: str, text: str) -> list[str]:
         if marker:
             problems.append(f"unmasked error ({marker}): {message[:300]!r}")
     return problems
+
+
+def outcome(status: int, text: str) -> str:
+    """A response in a word, for the summary: its status and first error code (or `data`)."""
+    try:
+        errors = json.loads(text).get("errors")
+    except (ValueError, AttributeError):
+        return f"{status} not-json"
+    return f"{status} {(errors[0].get('extensions') or {}).get('code') if errors else 'data'}"
 
 
 # Findings being fixed elsewhere: (name, predicate on the query text and the response). A case
@@ -231,6 +241,7 @@ class Fuzz:
         self.errors = errors
         self.cases = 0
         self.known: dict[str, int] = {}
+        self.outcomes: Counter[str] = Counter()  # "200 data", "422 GRAPHQL_VALIDATION_FAILED", ...
         self.operations = 0
         self.started = time.monotonic()
 
@@ -316,7 +327,8 @@ def fuzz(postgres, request):
         yield state
         line = (f"fuzz_graphql: {state.cases} cases over {state.operations} operation runs "
                 f"({len(OPERATIONS)} operations x {len(ROLES)} roles, max {EXAMPLES} examples each) "
-                f"in {time.monotonic() - state.started:.0f}s; known findings hit: {state.known or 'none'}")
+                f"in {time.monotonic() - state.started:.0f}s; known findings hit: {state.known or 'none'}; "
+                f"outcomes: {dict(state.outcomes.most_common())}")
         request.config.pluginmanager.register(Summary(line), "fuzz-graphql-summary")
     finally:
         CUSTOM_SCALARS.clear()
@@ -383,6 +395,7 @@ def test_fuzz(fuzz, operation, role):
         fuzz.cases += 1
         text = response.content.decode("utf-8", "replace")
         problems = response_problems(response.status_code, response.headers.get("content-type", ""), text)
+        fuzz.outcomes[outcome(response.status_code, text)] += 1
         if not problems:
             return
         finding = known_finding(case.body, problems)
