@@ -32,6 +32,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.graphql import nodes
 from schemathesis.specs.graphql.scalars import CUSTOM_SCALARS
 
@@ -45,6 +46,10 @@ from tests.harness import Clock, LiveServer
 
 EXAMPLES = int(os.environ.get("FORECOURT_FUZZ_EXAMPLES", "12"))
 ROLES = ("guest", "user", "dealer", "admin")
+# Valid documents as every role; invalid arguments (wrong types, missing fields: the validation
+# path, where the role hardly matters) as a user and as an admin.
+RUNS = [(GenerationMode.POSITIVE, role) for role in ROLES] + [
+    (GenerationMode.NEGATIVE, role) for role in ("user", "admin")]
 
 # ---------------------------------------------------------------------------------------------
 # The checks
@@ -326,7 +331,7 @@ def fuzz(postgres, request):
         state = Fuzz(server.url, tokens, errors)
         yield state
         line = (f"fuzz_graphql: {state.cases} cases over {state.operations} operation runs "
-                f"({len(OPERATIONS)} operations x {len(ROLES)} roles, max {EXAMPLES} examples each) "
+                f"({len(OPERATIONS)} operations x {len(RUNS)} role/mode runs, max {EXAMPLES} examples each) "
                 f"in {time.monotonic() - state.started:.0f}s; known findings hit: {state.known or 'none'}; "
                 f"outcomes: {dict(state.outcomes.most_common())}")
         request.config.pluginmanager.register(Summary(line), "fuzz-graphql-summary")
@@ -380,13 +385,13 @@ def test_live_schema_matches_the_fuzzed_one(fuzz):
     assert sorted(op.ok().label for op in live.get_all_operations()) == sorted(op.label for op in OPERATIONS)
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("mode, role", RUNS, ids=[f"{mode.value}-{role}" for mode, role in RUNS])
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
-def test_fuzz(fuzz, operation, role):
+def test_fuzz(fuzz, operation, mode, role):
     known: dict[str, int] = {}
     fuzz.operations += 1
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink],
               print_blob=False)
@@ -405,7 +410,7 @@ def test_fuzz(fuzz, operation, role):
             fuzz.errors.drain()
             return
         raise AssertionError(
-            f"{operation.label} as {role}: {problems}\nquery: {case.body}\n"
+            f"{operation.label} as {role} ({mode.value}): {problems}\nquery: {case.body}\n"
             f"response {response.status_code}: {text[:1000]}\nserver log:\n{fuzz.errors.drain()}")
 
     run()
