@@ -64,7 +64,7 @@ LEAK_MARKERS = (
     "asyncpg",
     "psycopg",
     "Errno",
-    "forecourt.",
+    "forecourt/",
     "site-packages",
     "object has no attribute",
     "NoneType",
@@ -75,6 +75,7 @@ PYTHON_EXCEPTIONS = re.compile(
     r"\b(?:[A-Z][A-Za-z]*(?:Error|Exception)|KeyError|StopIteration|StopAsyncIteration|"
     r"OverflowError|RecursionError|AssertionError|NotImplementedError|UnicodeDecodeError|"
     r"InvalidOperation|DataError|IntegrityError|ProgrammingError|InterfaceError)\b"
+    r"|\bforecourt\.(?:schema|resolvers|services|domain|db|auth|loaders)\b"  # a module path
 )
 # Exception-like words that are legitimate in a message (graphql-core's own wording).
 ALLOWED_WORDS = {"GraphQLError"}
@@ -373,6 +374,29 @@ def _arrange(client: httpx.Client, tokens: dict[str, str | None], server: LiveSe
 # ---------------------------------------------------------------------------------------------
 # The tests
 # ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status, text, expected", [
+    (200, '{"data": {"me": null}}', []),
+    (200, '{"data": null, "errors": [{"message": "Sign in first", "extensions": {"code": "UNAUTHENTICATED"}}]}', []),
+    (500, "Internal Server Error", ["status 500", "body is not JSON"]),
+    (200, '{"data": null, "errors": [{"message": "boom"}]}', ["error without extensions.code"]),
+    (200, '{"data": null, "errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL"}}]}',
+     ["INTERNAL error"]),
+    (400, '{"errors": [{"message": "KeyError: \'id\'", "extensions": {"code": "BAD_USER_INPUT"}}]}',
+     ["unmasked error (KeyError)"]),
+    (200, '{"errors": [{"message": "(sqlalchemy.dbapi.Error) <class \'asyncpg.exceptions.DataError\'>", '
+          '"extensions": {"code": "BAD_USER_INPUT"}}]}', ["unmasked error (sqlalchemy)"]),
+    (200, '{"errors": [{"message": "[Errno 111] Connection refused", "extensions": {"code": "X"}}]}',
+     ["unmasked error (Errno)"]),
+    (200, '{"errors": [{"message": "in forecourt.services.auctions", "extensions": {"code": "X"}}]}',
+     ["unmasked error (forecourt.services)"]),
+    (200, '{"errors": [{"message": "demo@forecourt.example.com is taken", "extensions": {"code": "X"}}]}', []),
+])
+def test_the_check_itself(status, text, expected):
+    problems = response_problems(status, "application/json", text)
+    assert len(problems) == len(expected) and all(p.startswith(e) for p, e in zip(problems, expected, strict=True)), \
+        problems
+
 
 def test_every_custom_scalar_has_a_strategy(fuzz):
     missing = [name for name in CUSTOM_SCALAR_NAMES if name not in CUSTOM_SCALARS]
