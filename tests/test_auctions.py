@@ -3,7 +3,7 @@ anti-sniping), closing, settlement and its deadline, reserve protection, and the
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal as D
 
 import asyncpg
@@ -105,6 +105,32 @@ async def test_bad_auction_terms_write_nothing(over, code, gql, seller, clock, d
     assert code in {e["code"] for e in body["data"]["createAuction"]["userErrors"]}
     assert await db.fetchval("SELECT count(*) FROM auctions") == 0
     assert await db.fetchval("SELECT status FROM vehicles") == "available"
+
+
+@pytest.mark.parametrize("start", ["2026-01-01", "2026-01-01T09:00:00", "9999-12-31T23:59:59-01:00", "soon"])
+async def test_a_time_without_an_offset_is_refused_not_a_crash(start, gql, seller, clock, db):
+    """Found by test_fuzz_graphql: a naive startTime reached the domain's comparison with the
+    clock (TypeError, a masked INTERNAL error). As a variable and as an inline literal."""
+    vehicle = (await create_vehicle(gql, seller))["vehicle"]
+    end = (clock.now + timedelta(hours=1)).isoformat()
+    as_variable = await gql(CREATE, {"input": {
+        "vehicleId": vehicle["id"], "startPrice": "1000000.00", "startTime": start, "endTime": end}},
+        token=seller.token)
+    inline = await gql(f"""mutation {{ createAuction(input: {{vehicleId: "{vehicle['id']}", startPrice: "1.00",
+        startTime: "{start}", endTime: "{end}"}}) {{ auction {{ id }} }} }}""", token=seller.token)
+    for body in (as_variable, inline):
+        assert body["status"] < 500 and body.get("data") is None, body
+        [error] = body["errors"]
+        assert error["extensions"]["code"] in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"), body
+        assert "DateTime" in error["message"] or "ISO 8601" in error["message"], body
+    assert await db.fetchval("SELECT count(*) FROM auctions") == 0
+
+
+async def test_a_start_time_with_an_offset_is_the_same_instant_in_utc(gql, seller, clock):
+    start = clock.now.astimezone(timezone(timedelta(hours=1)))
+    auction = await new_auction(gql, seller, clock, start=start)
+    assert auction["status"] == "LIVE"
+    assert auction["startTime"] == clock.now.isoformat()
 
 
 async def test_bidding_rules(gql, seller, clock, bidder, make_user, db):
