@@ -125,23 +125,6 @@ def outcome(status: int, text: str) -> str:
     return f"{status} {(errors[0].get('extensions') or {}).get('code') if errors else 'data'}"
 
 
-# Findings being fixed elsewhere: (name, predicate on the query text and the response). A case
-# matching one is counted, not failed; the test is then marked xfail naming the finding.
-KNOWN_FINDINGS: list[tuple[str, object]] = [
-    (
-        "similar(first: <huge>) overflows (nested connection limit, fixed in schema/limits.py)",
-        lambda query, problems: re.search(r"similar\s*\(\s*first:\s*\d{6,}", query) is not None,
-    ),
-]
-
-
-def known_finding(query: str, problems: list[str]) -> str | None:
-    for name, matches in KNOWN_FINDINGS:
-        if matches(query, problems):  # type: ignore[operator]
-            return name
-    return None
-
-
 class ServerErrors(logging.Handler):
     """Keeps the tracebacks `forecourt.errors` logs, so a failure can show the real cause."""
 
@@ -246,7 +229,6 @@ class Fuzz:
         self.session = requests.Session()
         self.errors = errors
         self.cases = 0
-        self.known: dict[str, int] = {}
         self.outcomes: Counter[str] = Counter()  # "200 data", "422 GRAPHQL_VALIDATION_FAILED", ...
         self.operations = 0
         self.started = time.monotonic()
@@ -333,7 +315,7 @@ def fuzz(postgres, request):
         yield state
         line = (f"fuzz_graphql: {state.cases} cases over {state.operations} operation runs "
                 f"({len(OPERATIONS)} operations x {len(RUNS)} role/mode runs, max {EXAMPLES} examples each) "
-                f"in {time.monotonic() - state.started:.0f}s; known findings hit: {state.known or 'none'}; "
+                f"in {time.monotonic() - state.started:.0f}s; "
                 f"outcomes: {dict(state.outcomes.most_common())}")
         request.config.pluginmanager.register(Summary(line), "fuzz-graphql-summary")
     finally:
@@ -412,7 +394,6 @@ def test_live_schema_matches_the_fuzzed_one(fuzz):
 @pytest.mark.parametrize("mode, role", RUNS, ids=[f"{mode.value}-{role}" for mode, role in RUNS])
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
 def test_fuzz(fuzz, operation, mode, role):
-    known: dict[str, int] = {}
     fuzz.operations += 1
 
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -427,16 +408,8 @@ def test_fuzz(fuzz, operation, mode, role):
         fuzz.outcomes[outcome(response.status_code, text)] += 1
         if not problems:
             return
-        finding = known_finding(case.body, problems)
-        if finding is not None:
-            known[finding] = known.get(finding, 0) + 1
-            fuzz.known[finding] = fuzz.known.get(finding, 0) + 1
-            fuzz.errors.drain()
-            return
         raise AssertionError(
             f"{operation.label} as {role} ({mode.value}): {problems}\nquery: {case.body}\n"
             f"response {response.status_code}: {text[:1000]}\nserver log:\n{fuzz.errors.drain()}")
 
     run()
-    if known:
-        pytest.xfail("; ".join(f"{name} ({count} cases)" for name, count in known.items()))
