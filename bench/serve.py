@@ -19,7 +19,8 @@ def main() -> None:
         settings = Settings(
             FORECOURT_ENV="test", FORECOURT_DATA_DIR=data_dir, JWT_SECRET="b" * 40,
             MAX_PAGE_SIZE=500, MAX_QUERY_COST=100_000, MAX_BODY_BYTES=64 * 1024 * 1024,
-            RATE_LIMIT_IP_PER_MINUTE=0, RATE_LIMIT_USER_PER_MINUTE=0, REVALUE_INTERVAL_SECONDS=0,
+            RATE_LIMIT_IP_PER_MINUTE=0, RATE_LIMIT_USER_PER_MINUTE=0, RATE_LIMIT_CREDENTIALS_PER_MINUTE=0,
+            REVALUE_INTERVAL_SECONDS=0,
             ARGON2_MEMORY_KIB=1024, ARGON2_TIME_COST=1,
         )
         app = create_app(settings, database_url)

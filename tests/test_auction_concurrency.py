@@ -30,6 +30,7 @@ def processes(tmp_path, database_url, redis_server):
         "FORECOURT_ENV": "test", "FORECOURT_DATA_DIR": str(tmp_path), "JWT_SECRET": "multi-" + "y" * 40,
         "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "REDIS_URL": redis_server.url,
         "RATE_LIMIT_IP_PER_MINUTE": "1000000", "RATE_LIMIT_USER_PER_MINUTE": "1000000",
+        "RATE_LIMIT_CREDENTIALS_PER_MINUTE": "1000000",
         "REVALUE_INTERVAL_SECONDS": "0", "AUCTION_JOB_INTERVAL_SECONDS": "0.2",
         "RESERVE_PROTECTION_INTERVAL_SECONDS": "0", "DATABASE_POOL_SIZE": "20",
     }
