@@ -83,7 +83,7 @@ def sample(operation: str) -> tuple[str, dict]:
         "Mutation.inviteToOrganization": (
             'mutation { inviteToOrganization(input: {email: "x@example.com"}) { userErrors { code } } }', {}),
         "Mutation.acceptOrganizationInvitation": (
-            'mutation { acceptOrganizationInvitation(input: {invitationId: "eA"}) { userErrors { code } } }', {}),
+            'mutation { acceptOrganizationInvitation(input: {invitationId: "eA", token: "t"}) { userErrors { code } } }', {}),
         "Mutation.declineOrganizationInvitation": (
             'mutation { declineOrganizationInvitation(input: {invitationId: "eA"}) { userErrors { code } } }', {}),
         "Mutation.removeOrganizationMember": (

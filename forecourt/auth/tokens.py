@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from forecourt.auth.errors import Unauthenticated
 ALGORITHM = "HS256"
 API_TOKEN_PREFIX = "fc_pat_"
 REFRESH_TOKEN_PREFIX = "fc_rt_"
+INVITATION_TOKEN_PREFIX = "fc_inv_"
 ISSUER = "forecourt"
 
 
@@ -86,3 +88,8 @@ def new_secret(prefix: str) -> str:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def matches(token: str | None, token_hash: str | None) -> bool:
+    """Whether `token` is the secret behind `token_hash` (in constant time; never for a null hash)."""
+    return bool(token) and token_hash is not None and hmac.compare_digest(digest(token), token_hash)

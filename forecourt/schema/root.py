@@ -214,15 +214,18 @@ class Mutation:
     ) -> ot.StartPlanCheckoutPayload:
         return await organizations.start_plan_checkout(info.context, input)
 
-    @guarded_mutation(description="Invite someone by email to your organization (its admins); renews a pending invitation.")
+    @guarded_mutation(
+        description="Invite someone by email to your organization (its admins); renews a pending invitation "
+        "with a new token. The token is shown once: the invitee needs it to accept."
+    )
     async def invite_to_organization(
         self, info: strawberry.Info, input: ot.InviteToOrganizationInput
-    ) -> ot.OrganizationInvitationPayload:
+    ) -> ot.InviteToOrganizationPayload:
         return await organizations.invite_to_organization(info.context, input)
 
-    @guarded_mutation(description="Join the organization that invited your email address.")
+    @guarded_mutation(description="Join the organization that invited your email address, with the invitation's token.")
     async def accept_organization_invitation(
-        self, info: strawberry.Info, input: ot.OrganizationInvitationInput
+        self, info: strawberry.Info, input: ot.AcceptOrganizationInvitationInput
     ) -> OrganizationPayload:
         return await organizations.accept_organization_invitation(info.context, input)
 
