@@ -90,6 +90,21 @@ async def test_seller_creates_an_auction_for_their_vehicle(gql, seller, clock, d
     assert await db.fetchval("SELECT count(*) FROM auctions") == 1
 
 
+async def test_a_concierge_sees_neither_the_reserve_nor_the_bidders(gql, seller, clock, bidder, make_user):
+    auction = await new_auction(gql, seller, clock, reservePrice="2000000.00")
+    alice = await bidder()
+    assert (await place(gql, alice, auction, "1000000.00"))["userErrors"] == []
+    concierge, manager = await make_user("concierge"), await make_user("manager")
+    seen = await get(gql, auction, concierge.token)
+    assert seen["reservePrice"] is None
+    assert [e["node"]["bidder"] for e in seen["bids"]["edges"]] == [None]
+    staff = await get(gql, auction, manager.token)  # staff do
+    assert staff["reservePrice"] == "2000000.00"
+    assert [e["node"]["bidder"]["id"] for e in staff["bids"]["edges"]] == [alice.id]
+    refused = await gql(CANCEL, {"id": auction["id"], "reason": "r"}, token=concierge.token)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
 @pytest.mark.parametrize("over, code", [
     ({"startPrice": "0.00"}, "INVALID_PRICE"),
     ({"reservePrice": "10.00"}, "INVALID_RESERVE"),

@@ -30,10 +30,10 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
 
 
-# Staff act on others' behalf (cancel any auction, see reserves and bidders).
+# Staff act on others' behalf (cancel any auction, see reserves and bidders). Not concierges:
+# seed 004 gives them messages and tasks, and no auction rights ("POST /api/auctions" ❌).
 STAFF_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
 
-STAFF_ROLES = frozenset({Role.CONCIERGE, Role.MANAGER, Role.ADMIN})
 # Roles whose holders must have passed KYC (seed 004: "User cannot have role changed to
 # 'dealer' without kyc_status = 'approved'"; verified sellers are verified by definition).
 KYC_GATED_ROLES = frozenset({Role.DEALER, Role.VERIFIED_SELLER})
