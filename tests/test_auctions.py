@@ -136,7 +136,8 @@ async def test_bidding_rules(gql, seller, clock, bidder, make_user, db):
     await fund(db, no_kyc, "10000000")
     assert (await place(gql, no_kyc, auction, "2000000.00"))["userErrors"][0]["code"] == "KYC_REQUIRED"
     poor = await bidder(funds="100000")
-    assert (await place(gql, poor, auction, "2000000.00"))["userErrors"][0]["code"] == "INSUFFICIENT_FUNDS"
+    too_poor = (await place(gql, poor, auction, "2000000.00"))["userErrors"][0]
+    assert too_poor["code"] == "INSUFFICIENT_FUNDS" and too_poor["field"] == ["input", "amount"]
     second = await place(gql, bob, auction, "1050000.00")
     assert second["auction"]["bidCount"] == 2 and second["auction"]["bidderCount"] == 2
     assert second["auction"]["minimumNextBid"] == "1100000.00" and second["auction"]["sequence"] == 2
