@@ -175,6 +175,45 @@ async def test_another_users_email_is_hidden(gql, make_user):
     assert (await gql(query, {"id": alice.id}, token=admin.token))["data"]["node"]["email"] == alice.email
 
 
+PROFILE = "query($id: ID!) { node(id: $id) { ... on User { id displayName %s } } }"
+
+
+@pytest.mark.parametrize("field", ["role", "kycStatus", "createdAt"])
+async def test_others_see_only_the_public_profile(gql, make_user, field):
+    alice = await make_user("dealer")
+    query = PROFILE % field
+    for viewer, code in [(None, "UNAUTHENTICATED"), (await make_user(), "FORBIDDEN"),
+                         (await make_user("concierge"), "FORBIDDEN")]:
+        body = await gql(query, {"id": alice.id}, token=viewer and viewer.token)
+        assert [e["extensions"]["code"] for e in body["errors"]] == [code] and body["data"]["node"] is None
+    public = await gql(PROFILE % "", {"id": alice.id})
+    assert public["data"]["node"] == {"id": alice.id, "displayName": None} and "errors" not in public
+    for viewer in (alice, await make_user("manager"), await make_user("admin")):
+        body = await gql(query, {"id": alice.id}, token=viewer.token)
+        assert "errors" not in body and body["data"]["node"][field] is not None
+
+
+async def test_the_public_profile_holds_on_every_path_to_a_user(gql, make_user, make_organization):
+    """A User reached through a relation is the same public profile (here a vehicle's lister
+    and a fellow member of an organization)."""
+    from tests.test_catalog import create as create_vehicle
+
+    dealer = await make_user("dealer")
+    vehicle = (await create_vehicle(gql, dealer))["vehicle"]
+    query = "query($id: ID!) { vehicle(id: $id) { listedBy { displayName %s } } }"
+    for field in ("role", "kycStatus", "createdAt"):
+        for token, code in [(None, "UNAUTHENTICATED"), ((await make_user()).token, "FORBIDDEN")]:
+            body = await gql(query % field, {"id": vehicle["id"]}, token=token)
+            assert body["data"]["vehicle"]["listedBy"] is None
+            assert [(e["path"][-1], e["extensions"]["code"]) for e in body["errors"]] == [(field, code)]
+        assert "errors" not in await gql(query % field, {"id": vehicle["id"]}, token=dealer.token)
+    org = await make_organization(members=1)
+    members = await gql("{ me { organization { members { edges { node { id displayName role } } } } } }",
+                        token=org.members[0].token)
+    assert {e["extensions"]["code"] for e in members["errors"]} == {"FORBIDDEN"}  # the admin's role
+    assert len(members["errors"]) == 1
+
+
 async def test_bidder_kyc_flow_with_audit(gql, make_user, db):
     user, admin = await make_user(), await make_user("admin")
     body = await gql(SUBMIT_KYC, {"input": KYC}, token=user.token)

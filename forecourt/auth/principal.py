@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from forecourt.domain.identity import KycStatus, Role
+from forecourt.domain.identity import STAFF_ROLES, KycStatus, Role
 
 READ = "read"
 WRITE = "write"
@@ -29,3 +29,6 @@ class Principal:
 
     def is_self_or_admin(self, user_id: uuid.UUID) -> bool:
         return self.user_id == user_id or self.is_admin
+
+    def is_self_or_staff(self, user_id: uuid.UUID) -> bool:
+        return self.user_id == user_id or self.role in STAFF_ROLES
