@@ -355,3 +355,106 @@ async def test_api_tokens_are_listed_without_their_secret(gql, make_user, server
     hidden = await gql("query($id: ID!) { node(id: $id) { ... on User { apiTokens { id } } } }",
                        {"id": account.id}, token=other.token)
     assert hidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# ---------------------------------------------------------------- password change and sign-out
+
+CHANGE_PASSWORD = """mutation($input: ChangePasswordInput!) { changePassword(input: $input) {
+  accessToken refreshToken user { id } userErrors { field code message } } }"""
+LOGOUT = """mutation($token: String!) { logout(input: {refreshToken: $token}) { userErrors { field code } } }"""
+LOGOUT_EVERYWHERE = "mutation { logoutEverywhere { userErrors { code } } }"
+NEW_PASSWORD = "N3w-and-l0nger!"
+
+
+async def login(gql, account, password=PASSWORD):
+    return (await gql(LOGIN, {"input": {"email": account.email, "password": password}}))["data"]["login"]
+
+
+async def api_token(gql, account):
+    return (await gql(CREATE_TOKEN, {"input": {"name": "script"}}, token=account.token))["data"]["createApiToken"]["token"]
+
+
+async def assert_signed_out(gql, access_token):
+    body = await gql("{ me { id } }", token=access_token)
+    assert body["status"] == 401 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def assert_cannot_refresh(gql, refresh_token):
+    refreshed = (await gql(REFRESH, {"token": refresh_token}))["data"]["refreshToken"]
+    assert refreshed["accessToken"] is None and refreshed["userErrors"]
+
+
+async def test_changing_the_password_ends_every_other_way_in(gql, make_user, db):
+    account = await make_user()
+    other_device, script = await login(gql, account), await api_token(gql, account)
+    wrong = (await gql(CHANGE_PASSWORD, {"input": {"currentPassword": "Wr0ng-guess!", "newPassword": NEW_PASSWORD}},
+                       token=account.token))["data"]["changePassword"]
+    assert wrong["userErrors"][0]["field"] == ["input", "currentPassword"] and wrong["accessToken"] is None
+    weak = (await gql(CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": "short"}},
+                      token=account.token))["data"]["changePassword"]
+    assert weak["userErrors"][0]["field"] == ["input", "newPassword"]
+    assert (await gql("{ me { id } }", token=script))["data"]["me"]["id"] == account.id  # nothing changed yet
+
+    changed = (await gql(CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}},
+                         token=account.token))["data"]["changePassword"]
+    assert changed["userErrors"] == [] and changed["user"]["id"] == account.id
+    for old in (account.token, other_device["accessToken"], script):
+        await assert_signed_out(gql, old)
+    for old in (account.refresh, other_device["refreshToken"]):
+        await assert_cannot_refresh(gql, old)
+    assert (await gql("{ me { id } }", token=changed["accessToken"]))["data"]["me"]["id"] == account.id
+    fresh = (await gql(REFRESH, {"token": changed["refreshToken"]}))["data"]["refreshToken"]
+    assert fresh["userErrors"] == [] and (await gql("{ me { id } }", token=fresh["accessToken"]))["status"] == 200
+    assert (await login(gql, account))["userErrors"][0]["code"] == "INVALID_CREDENTIALS"
+    assert (await login(gql, account, NEW_PASSWORD))["userErrors"] == []
+
+    new_script = (await gql(CREATE_TOKEN, {"input": {"name": "script"}}, token=changed["accessToken"])
+                  )["data"]["createApiToken"]["token"]
+    by_script = await gql(CHANGE_PASSWORD, {"input": {"currentPassword": NEW_PASSWORD, "newPassword": PASSWORD}},
+                          token=new_script)
+    assert by_script["errors"][0]["extensions"]["code"] == "FORBIDDEN"  # an API token cannot
+
+
+async def test_logout_ends_one_session_and_logout_everywhere_all(gql, make_user, make_organization):
+    account, stranger = await make_user(), await make_user()
+    phone, laptop = await login(gql, account), await login(gql, account)
+    refused = (await gql(LOGOUT, {"token": phone["refreshToken"]}, token=stranger.token))["data"]["logout"]
+    assert refused["userErrors"] == [{"field": ["input", "refreshToken"], "code": "INVALID_REFRESH_TOKEN"}]
+    assert (await gql(LOGOUT, {"token": phone["refreshToken"]}, token=phone["accessToken"]))["data"]["logout"] == {
+        "userErrors": []}
+    await assert_cannot_refresh(gql, phone["refreshToken"])
+    rotated = (await gql(REFRESH, {"token": laptop["refreshToken"]}))["data"]["refreshToken"]  # the other goes on
+    assert rotated["userErrors"] == []
+
+    script = await api_token(gql, account)
+    ended = await gql(LOGOUT_EVERYWHERE, token=rotated["accessToken"])
+    assert ended["data"]["logoutEverywhere"] == {"userErrors": []}
+    for old in (account.token, phone["accessToken"], laptop["accessToken"], rotated["accessToken"]):
+        await assert_signed_out(gql, old)
+    for old in (account.refresh, rotated["refreshToken"]):
+        await assert_cannot_refresh(gql, old)
+    assert (await gql("{ me { id } }", token=script))["data"]["me"]["id"] == account.id  # API tokens stay
+    again = await login(gql, account)
+    assert (await gql("{ me { id } }", token=again["accessToken"]))["data"]["me"]["id"] == account.id
+
+
+async def test_a_cached_caller_is_signed_out_too(tmp_path, database_url, clock):
+    """With the principal cache on, a token of an older epoch is refused even while its caller
+    is cached, and a new token is not refused because the cache remembers the old epoch."""
+    from tests.conftest import make_settings
+    from tests.harness import GraphQLClient, LiveServer
+
+    live = LiveServer(make_settings(tmp_path, PRINCIPAL_CACHE_SECONDS=60), database_url, clock).start()
+    client = GraphQLClient(live.url)
+    try:
+        registered = (await client(REGISTER, {"input": {"email": "cached@example.com", "password": PASSWORD}}
+                                   ))["data"]["register"]
+        old = registered["accessToken"]
+        assert (await client("{ me { id } }", token=old))["status"] == 200  # now cached
+        changed = (await client(CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}},
+                                token=old))["data"]["changePassword"]
+        assert (await client("{ me { id } }", token=changed["accessToken"]))["status"] == 200
+        await assert_signed_out(client, old)
+    finally:
+        await client.close()
+        live.stop()

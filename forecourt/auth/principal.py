@@ -22,6 +22,8 @@ class Principal:
     # Set when the caller authenticated with a personal API token rather than a session.
     api_token_id: uuid.UUID | None = None
     scopes: frozenset[str] = field(default=ALL_SCOPES)
+    # The user's token epoch when resolved: an access token must carry the same one.
+    token_epoch: int = 0
 
     @property
     def is_admin(self) -> bool:

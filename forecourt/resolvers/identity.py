@@ -66,6 +66,34 @@ async def refresh_token(ctx: Context, token: str) -> t.AuthPayload:
     return await run_mutation(ctx, t.AuthPayload, op, input_path=())
 
 
+async def change_password(ctx: Context, data: t.ChangePasswordInput) -> t.ChangePasswordPayload:
+    async def op(work):
+        return _session_fields(
+            await service.change_password(
+                work, ctx.state.credentials,
+                current_password=data.current_password, new_password=data.new_password,
+            )
+        )
+
+    return await run_mutation(ctx, t.ChangePasswordPayload, op)
+
+
+async def logout(ctx: Context, data: t.LogoutInput) -> t.LogoutPayload:
+    async def op(work):
+        await service.logout(work, refresh_token=data.refresh_token)
+        return {}
+
+    return await run_mutation(ctx, t.LogoutPayload, op)
+
+
+async def logout_everywhere(ctx: Context) -> t.LogoutEverywherePayload:
+    async def op(work):
+        await service.logout_everywhere(work)
+        return {}
+
+    return await run_mutation(ctx, t.LogoutEverywherePayload, op, input_path=())
+
+
 async def create_api_token(ctx: Context, data: t.CreateApiTokenInput) -> t.ApiTokenPayload:
     async def op(work):
         secret, row = await service.create_api_token(

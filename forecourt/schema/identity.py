@@ -180,6 +180,32 @@ class AuthPayload:
 
 
 @strawberry.input
+class ChangePasswordInput:
+    current_password: str
+    new_password: str
+
+
+@strawberry.type(description="A fresh session: every other session and API token has ended.")
+class ChangePasswordPayload(AuthPayload):
+    pass
+
+
+@strawberry.input
+class LogoutInput:
+    refresh_token: str = strawberry.field(description="The refresh token of the session to end.")
+
+
+@strawberry.type
+class LogoutPayload:
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class LogoutEverywherePayload:
+    user_errors: list[UserError]
+
+
+@strawberry.input
 class CreateApiTokenInput:
     name: str
     scopes: list[str] | None = strawberry.field(

@@ -187,6 +187,23 @@ class Mutation:
     async def refresh_token(self, info: strawberry.Info, token: str) -> t.AuthPayload:
         return await identity.refresh_token(info.context, token)
 
+    @guarded_mutation(
+        description="Change your password (the current one required). Ends every other session and "
+        "revokes your API tokens; returns a fresh session."
+    )
+    async def change_password(
+        self, info: strawberry.Info, input: t.ChangePasswordInput
+    ) -> t.ChangePasswordPayload:
+        return await identity.change_password(info.context, input)
+
+    @guarded_mutation(description="End this session: its refresh token stops working.")
+    async def logout(self, info: strawberry.Info, input: t.LogoutInput) -> t.LogoutPayload:
+        return await identity.logout(info.context, input)
+
+    @guarded_mutation(description="End all your sessions: every refresh and access token (API tokens stay).")
+    async def logout_everywhere(self, info: strawberry.Info) -> t.LogoutEverywherePayload:
+        return await identity.logout_everywhere(info.context)
+
     @guarded_mutation(description="A personal access token for scripts; shown once.")
     async def create_api_token(
         self, info: strawberry.Info, input: t.CreateApiTokenInput

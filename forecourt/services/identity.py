@@ -48,7 +48,7 @@ async def _start_session(
             expires_at=work.now + credentials.refresh_ttl,
         )
     )
-    return Session(user, credentials.access_tokens.issue(user.id, work.now), refresh)
+    return Session(user, credentials.access_tokens.issue(user.id, work.now, user.token_epoch), refresh)
 
 
 async def create_user(
@@ -156,6 +156,63 @@ async def refresh(work: Work, credentials: Credentials, *, token: str) -> Sessio
         raise DomainError("ACCOUNT_DISABLED", "this account is disabled")
     row.used_at = work.now
     return await _start_session(work, credentials, user, row.family_id)
+
+
+async def change_password(
+    work: Work, credentials: Credentials, *, current_password: str, new_password: str
+) -> Session:
+    """Set a new password, proving the current one, and end every other way into the account:
+    all refresh tokens, all access tokens issued before, and all personal API tokens too — one
+    changes a password after a leak, and a script's token may be what leaked (the owner mints
+    new ones). Returns a fresh session for the caller. A process that cached the caller honours
+    this within PRINCIPAL_CACHE_SECONDS."""
+    user = await _lock_actor(work)
+    current_ok = bool(current_password) and len(current_password) <= rules.PASSWORD_MAX_LENGTH and (
+        await credentials.passwords.verify(user.password_hash, current_password))
+    if not current_ok:
+        raise DomainError("INVALID_CREDENTIALS", "the current password is incorrect", ("currentPassword",))
+    user.password_hash = await credentials.passwords.hash(rules.check_password(new_password, "newPassword"))
+    await _end_all_sessions(work, user)
+    await work.session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=work.now)
+    )
+    return await _start_session(work, credentials, user)
+
+
+async def logout(work: Work, *, refresh_token: str) -> None:
+    """End the caller's session: its refresh token and every token rotated from the same
+    sign-in. The access token in hand stays valid until it expires (access tokens are not
+    tracked one by one); `logout_everywhere` ends those too."""
+    assert work.actor is not None
+    row = None
+    if refresh_token and len(refresh_token) <= 200:
+        row = await work.session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token)))
+    if row is None or row.user_id != work.actor.user_id:
+        raise DomainError("INVALID_REFRESH_TOKEN", "refresh token is not valid", ("refreshToken",))
+    await work.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=work.now)
+    )
+
+
+async def logout_everywhere(work: Work) -> None:
+    """End all of the caller's sessions: every refresh token and every access token issued so
+    far. Personal API tokens stay (revoke them one by one, or change the password)."""
+    await _end_all_sessions(work, await _lock_actor(work))
+
+
+async def _end_all_sessions(work: Work, user: User) -> None:
+    """Revoke the user's refresh tokens; moving the token epoch on revokes their access tokens."""
+    user.token_epoch += 1
+    await work.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=work.now)
+    )
 
 
 async def create_api_token(
