@@ -458,3 +458,31 @@ async def test_a_cached_caller_is_signed_out_too(tmp_path, database_url, clock):
     finally:
         await client.close()
         live.stop()
+
+
+async def test_a_password_is_the_same_however_its_accents_were_typed(gql, db):
+    composed, decomposed = "Caf\u00e9Noir7", "Cafe\u0301Noir7"
+    registered = await gql(REGISTER, {"input": {"email": "cafe@example.com", "password": decomposed}})
+    assert registered["data"]["register"]["userErrors"] == []
+    for typed in (composed, decomposed):
+        body = await gql(LOGIN, {"input": {"email": "cafe@example.com", "password": typed}})
+        assert body["data"]["login"]["userErrors"] == [], typed
+    padded = await gql(REGISTER, {"input": {"email": "zw@example.com", "password": "A1" + "\u200b" * 6}})
+    assert padded["data"]["register"]["userErrors"][0]["code"] == "INVALID_CHARACTERS"
+    common = await gql(REGISTER, {"input": {"email": "common@example.com", "password": "Password123!"}})
+    assert common["data"]["register"]["userErrors"][0]["code"] == "COMMON_PASSWORD"
+
+
+async def test_a_password_hashed_before_normalisation_still_works_and_is_rehashed(gql, db, settings):
+    from argon2 import PasswordHasher
+
+    decomposed = "Cafe\u0301Noir7"
+    await gql(REGISTER, {"input": {"email": "legacy@example.com", "password": PASSWORD}})
+    hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib)
+    await db.execute("UPDATE users SET password_hash = $1 WHERE email = 'legacy@example.com'", hasher.hash(decomposed))
+    as_typed = await gql(LOGIN, {"input": {"email": "legacy@example.com", "password": decomposed}})
+    assert as_typed["data"]["login"]["userErrors"] == []
+    stored = await db.fetchval("SELECT password_hash FROM users WHERE email = 'legacy@example.com'")
+    assert hasher.verify(stored, "Caf\u00e9Noir7")  # re-hashed in NFKC form
+    composed = await gql(LOGIN, {"input": {"email": "legacy@example.com", "password": "Caf\u00e9Noir7"}})
+    assert composed["data"]["login"]["userErrors"] == []

@@ -104,6 +104,25 @@ async def register(
     return await _start_session(work, credentials, user)
 
 
+async def _verify_password(credentials: Credentials, user: User | None, password: str | None) -> bool:
+    """Whether `password` is the user's (False without a user, at the same cost). Passwords are
+    hashed in their NFKC form; one set before that is also tried as typed, and re-hashed in the
+    NFKC form once it matches (as is a hash with outdated parameters)."""
+    if not password or len(password) > rules.PASSWORD_MAX_LENGTH:
+        return False
+    normalized = rules.normalize_password(password)
+    matched = None
+    for candidate in dict.fromkeys((normalized, password)):
+        if await credentials.passwords.verify(user.password_hash if user else None, candidate):
+            matched = candidate
+            break
+    if user is None or matched is None:
+        return False
+    if matched != normalized or credentials.passwords.needs_rehash(user.password_hash):
+        user.password_hash = await credentials.passwords.hash(normalized)
+    return True
+
+
 async def login(work: Work, credentials: Credentials, *, email: str, password: str) -> Session:
     try:
         normalized = rules.normalize_email(email)
@@ -116,14 +135,12 @@ async def login(work: Work, credentials: Credentials, *, email: str, password: s
         user = await work.session.scalar(
             select(User).where(User.email == normalized).with_for_update()
         )
-    ok = await credentials.passwords.verify(user.password_hash if user else None, password)
-    if user is None or not ok:
+    if not await _verify_password(credentials, user, password):
         raise INVALID_CREDENTIALS
+    assert user is not None
     if not user.is_active:
         raise DomainError("ACCOUNT_DISABLED", "this account is disabled")
     user.last_login_at = work.now
-    if credentials.passwords.needs_rehash(user.password_hash):
-        user.password_hash = await credentials.passwords.hash(password)
     return await _start_session(work, credentials, user)
 
 
@@ -167,9 +184,7 @@ async def change_password(
     new ones). Returns a fresh session for the caller. A process that cached the caller honours
     this within PRINCIPAL_CACHE_SECONDS."""
     user = await _lock_actor(work)
-    current_ok = bool(current_password) and len(current_password) <= rules.PASSWORD_MAX_LENGTH and (
-        await credentials.passwords.verify(user.password_hash, current_password))
-    if not current_ok:
+    if not await _verify_password(credentials, user, current_password):
         raise DomainError("INVALID_CREDENTIALS", "the current password is incorrect", ("currentPassword",))
     user.password_hash = await credentials.passwords.hash(rules.check_password(new_password, "newPassword"))
     await _end_all_sessions(work, user)
