@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     rate_limit_ip_per_minute: int = Field(100, alias="RATE_LIMIT_IP_PER_MINUTE")
     rate_limit_user_per_minute: int = Field(1000, alias="RATE_LIMIT_USER_PER_MINUTE")
+    login_failures_per_account: int = Field(5, alias="LOGIN_FAILURES_PER_ACCOUNT")
+    login_failures_per_ip: int = Field(50, alias="LOGIN_FAILURES_PER_IP")
+    login_failure_window_seconds: int = Field(60, gt=0, alias="LOGIN_FAILURE_WINDOW_SECONDS")
 
     openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY", repr=False)
     openai_base_url: str = Field("https://api.openai.com/v1", alias="OPENAI_BASE_URL")

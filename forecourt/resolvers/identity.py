@@ -52,7 +52,8 @@ async def login(ctx: Context, data: t.LoginInput) -> t.AuthPayload:
     async def op(work):
         return _session_fields(
             await service.login(
-                work, ctx.state.credentials, email=data.email, password=data.password
+                work, ctx.state.credentials, email=data.email, password=data.password,
+                throttle=ctx.state.rate_limiter.logins,
             )
         )
 
@@ -72,6 +73,7 @@ async def change_password(ctx: Context, data: t.ChangePasswordInput) -> t.Change
             await service.change_password(
                 work, ctx.state.credentials,
                 current_password=data.current_password, new_password=data.new_password,
+                throttle=ctx.state.rate_limiter.logins,
             )
         )
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from forecourt.auth.credentials import Credentials
 from forecourt.auth.principal import ALL_SCOPES
+from forecourt.auth.rate_limit import LoginThrottle
 from forecourt.auth.tokens import (
     API_TOKEN_PREFIX,
     REFRESH_TOKEN_PREFIX,
@@ -123,19 +124,39 @@ async def _verify_password(credentials: Credentials, user: User | None, password
     return True
 
 
-async def login(work: Work, credentials: Credentials, *, email: str, password: str) -> Session:
+async def _check_password_throttled(
+    work: Work, credentials: Credentials, throttle: LoginThrottle | None, account: str,
+    user: User | None, password: str | None,
+) -> bool:
+    """`_verify_password`, refused outright (TOO_MANY_ATTEMPTS) after too many recent failures
+    for the account or from the caller's address; a wrong password counts as one more."""
+    now = work.now.timestamp()
+    if throttle is not None:
+        wait = await throttle.retry_after(account=account, ip=work.ip, now=now)
+        if wait is not None:
+            raise DomainError(
+                "TOO_MANY_ATTEMPTS", f"too many failed attempts; try again in {wait} seconds")
+    ok = await _verify_password(credentials, user, password)
+    if not ok and throttle is not None:
+        await throttle.failed(account=account, ip=work.ip, now=now)
+    return ok
+
+
+async def login(
+    work: Work, credentials: Credentials, *, email: str, password: str,
+    throttle: LoginThrottle | None = None,
+) -> Session:
     try:
         normalized = rules.normalize_email(email)
     except DomainError:
         normalized = None
-    if not password or len(password) > rules.PASSWORD_MAX_LENGTH:
-        raise INVALID_CREDENTIALS
     user = None
     if normalized is not None:
         user = await work.session.scalar(
             select(User).where(User.email == normalized).with_for_update()
         )
-    if not await _verify_password(credentials, user, password):
+    account = normalized or (email or "").strip().lower()[: rules.EMAIL_MAX_LENGTH]
+    if not await _check_password_throttled(work, credentials, throttle, account, user, password):
         raise INVALID_CREDENTIALS
     assert user is not None
     if not user.is_active:
@@ -176,7 +197,8 @@ async def refresh(work: Work, credentials: Credentials, *, token: str) -> Sessio
 
 
 async def change_password(
-    work: Work, credentials: Credentials, *, current_password: str, new_password: str
+    work: Work, credentials: Credentials, *, current_password: str, new_password: str,
+    throttle: LoginThrottle | None = None,
 ) -> Session:
     """Set a new password, proving the current one, and end every other way into the account:
     all refresh tokens, all access tokens issued before, and all personal API tokens too — one
@@ -184,7 +206,8 @@ async def change_password(
     new ones). Returns a fresh session for the caller. A process that cached the caller honours
     this within PRINCIPAL_CACHE_SECONDS."""
     user = await _lock_actor(work)
-    if not await _verify_password(credentials, user, current_password):
+    # Throttled as sign-ins are: a stolen session must not become a way to guess the password.
+    if not await _check_password_throttled(work, credentials, throttle, user.email, user, current_password):
         raise DomainError("INVALID_CREDENTIALS", "the current password is incorrect", ("currentPassword",))
     user.password_hash = await credentials.passwords.hash(rules.check_password(new_password, "newPassword"))
     await _end_all_sessions(work, user)
