@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import signal
 import sys
 import time
 
@@ -38,6 +39,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from forecourt.server import uvicorn_options
 
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings.signing_secret()  # refuse to start without a usable secret, before anything else
     url = migrate_database(settings)
     app = create_app(settings, url)
@@ -47,6 +49,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"forecourt: GraphiQL at http://{host}:{port}/graphql", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (systemd, docker, process managers) exits like Ctrl-C does: through the exit
+    handlers, which stop the embedded PostgreSQL. Its default action kills the process without
+    them — and uvicorn re-raises the signal once it has shut down."""
+    raise SystemExit(128 + signum)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or
     # networks, e.g. ["10.0.0.0/8"]); none by default, so clients cannot choose their address.
     trusted_proxies: list[str] = Field(default_factory=list, alias="TRUSTED_PROXIES")
+    login_failures_per_account: int = Field(5, alias="LOGIN_FAILURES_PER_ACCOUNT")
+    login_failures_per_ip: int = Field(50, alias="LOGIN_FAILURES_PER_IP")
+    login_failure_window_seconds: int = Field(60, gt=0, alias="LOGIN_FAILURE_WINDOW_SECONDS")
 
     openai_api_key: str | None = Field(None, alias="OPENAI_API_KEY", repr=False)
     openai_base_url: str = Field("https://api.openai.com/v1", alias="OPENAI_BASE_URL")

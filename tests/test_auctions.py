@@ -90,6 +90,21 @@ async def test_seller_creates_an_auction_for_their_vehicle(gql, seller, clock, d
     assert await db.fetchval("SELECT count(*) FROM auctions") == 1
 
 
+async def test_a_concierge_sees_neither_the_reserve_nor_the_bidders(gql, seller, clock, bidder, make_user):
+    auction = await new_auction(gql, seller, clock, reservePrice="2000000.00")
+    alice = await bidder()
+    assert (await place(gql, alice, auction, "1000000.00"))["userErrors"] == []
+    concierge, manager = await make_user("concierge"), await make_user("manager")
+    seen = await get(gql, auction, concierge.token)
+    assert seen["reservePrice"] is None
+    assert [e["node"]["bidder"] for e in seen["bids"]["edges"]] == [None]
+    staff = await get(gql, auction, manager.token)  # staff do
+    assert staff["reservePrice"] == "2000000.00"
+    assert [e["node"]["bidder"]["id"] for e in staff["bids"]["edges"]] == [alice.id]
+    refused = await gql(CANCEL, {"id": auction["id"], "reason": "r"}, token=concierge.token)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
 @pytest.mark.parametrize("over, code", [
     ({"startPrice": "0.00"}, "INVALID_PRICE"),
     ({"reservePrice": "10.00"}, "INVALID_RESERVE"),
@@ -147,7 +162,8 @@ async def test_bidding_rules(gql, seller, clock, bidder, make_user, db):
     await fund(db, no_kyc, "10000000")
     assert (await place(gql, no_kyc, auction, "2000000.00"))["userErrors"][0]["code"] == "KYC_REQUIRED"
     poor = await bidder(funds="100000")
-    assert (await place(gql, poor, auction, "2000000.00"))["userErrors"][0]["code"] == "INSUFFICIENT_FUNDS"
+    too_poor = (await place(gql, poor, auction, "2000000.00"))["userErrors"][0]
+    assert too_poor["code"] == "INSUFFICIENT_FUNDS" and too_poor["field"] == ["input", "amount"]
     second = await place(gql, bob, auction, "1050000.00")
     assert second["auction"]["bidCount"] == 2 and second["auction"]["bidderCount"] == 2
     assert second["auction"]["minimumNextBid"] == "1100000.00" and second["auction"]["sequence"] == 2

@@ -128,6 +128,43 @@ def test_serve_on_the_embedded_default(tmp_path):
     assert not _running(postmaster)
 
 
+def test_sigterm_stops_the_embedded_database_too(tmp_path):
+    """systemd, docker and process managers stop a service with SIGTERM to its process alone:
+    serve shuts down and stops the embedded PostgreSQL it started."""
+    from tests.harness import free_port
+
+    port = free_port()
+    env = {**os.environ, "FORECOURT_DATA_DIR": str(tmp_path / "data"), "ARGON2_MEMORY_KIB": "1024"}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "forecourt", "serve", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # no terminal's process group: the signal reaches serve only
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None, "serve never became healthy"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        postmaster = int((tmp_path / "data" / "pgdata" / "postmaster.pid").read_text().split()[0])
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    deadline = time.monotonic() + 5
+    while _running(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _running(postmaster):  # leave no server behind, then fail
+        os.kill(postmaster, signal.SIGTERM)
+        pytest.fail(f"the embedded PostgreSQL outlived serve\n{output}")
+    assert proc.returncode in (0, 128 + signal.SIGTERM), output
+
+
 def _running(pid: int) -> bool:
     """True if the process exists and is not a zombie waiting to be reaped."""
     try:

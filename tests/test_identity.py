@@ -175,6 +175,45 @@ async def test_another_users_email_is_hidden(gql, make_user):
     assert (await gql(query, {"id": alice.id}, token=admin.token))["data"]["node"]["email"] == alice.email
 
 
+PROFILE = "query($id: ID!) { node(id: $id) { ... on User { id displayName %s } } }"
+
+
+@pytest.mark.parametrize("field", ["role", "kycStatus", "createdAt"])
+async def test_others_see_only_the_public_profile(gql, make_user, field):
+    alice = await make_user("dealer")
+    query = PROFILE % field
+    for viewer, code in [(None, "UNAUTHENTICATED"), (await make_user(), "FORBIDDEN"),
+                         (await make_user("concierge"), "FORBIDDEN")]:
+        body = await gql(query, {"id": alice.id}, token=viewer and viewer.token)
+        assert [e["extensions"]["code"] for e in body["errors"]] == [code] and body["data"]["node"] is None
+    public = await gql(PROFILE % "", {"id": alice.id})
+    assert public["data"]["node"] == {"id": alice.id, "displayName": None} and "errors" not in public
+    for viewer in (alice, await make_user("manager"), await make_user("admin")):
+        body = await gql(query, {"id": alice.id}, token=viewer.token)
+        assert "errors" not in body and body["data"]["node"][field] is not None
+
+
+async def test_the_public_profile_holds_on_every_path_to_a_user(gql, make_user, make_organization):
+    """A User reached through a relation is the same public profile (here a vehicle's lister
+    and a fellow member of an organization)."""
+    from tests.test_catalog import create as create_vehicle
+
+    dealer = await make_user("dealer")
+    vehicle = (await create_vehicle(gql, dealer))["vehicle"]
+    query = "query($id: ID!) { vehicle(id: $id) { listedBy { displayName %s } } }"
+    for field in ("role", "kycStatus", "createdAt"):
+        for token, code in [(None, "UNAUTHENTICATED"), ((await make_user()).token, "FORBIDDEN")]:
+            body = await gql(query % field, {"id": vehicle["id"]}, token=token)
+            assert body["data"]["vehicle"]["listedBy"] is None
+            assert [(e["path"][-1], e["extensions"]["code"]) for e in body["errors"]] == [(field, code)]
+        assert "errors" not in await gql(query % field, {"id": vehicle["id"]}, token=dealer.token)
+    org = await make_organization(members=1)
+    members = await gql("{ me { organization { members { edges { node { id displayName role } } } } } }",
+                        token=org.members[0].token)
+    assert {e["extensions"]["code"] for e in members["errors"]} == {"FORBIDDEN"}  # the admin's role
+    assert len(members["errors"]) == 1
+
+
 async def test_bidder_kyc_flow_with_audit(gql, make_user, db):
     user, admin = await make_user(), await make_user("admin")
     body = await gql(SUBMIT_KYC, {"input": KYC}, token=user.token)
@@ -316,3 +355,134 @@ async def test_api_tokens_are_listed_without_their_secret(gql, make_user, server
     hidden = await gql("query($id: ID!) { node(id: $id) { ... on User { apiTokens { id } } } }",
                        {"id": account.id}, token=other.token)
     assert hidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# ---------------------------------------------------------------- password change and sign-out
+
+CHANGE_PASSWORD = """mutation($input: ChangePasswordInput!) { changePassword(input: $input) {
+  accessToken refreshToken user { id } userErrors { field code message } } }"""
+LOGOUT = """mutation($token: String!) { logout(input: {refreshToken: $token}) { userErrors { field code } } }"""
+LOGOUT_EVERYWHERE = "mutation { logoutEverywhere { userErrors { code } } }"
+NEW_PASSWORD = "N3w-and-l0nger!"
+
+
+async def login(gql, account, password=PASSWORD):
+    return (await gql(LOGIN, {"input": {"email": account.email, "password": password}}))["data"]["login"]
+
+
+async def api_token(gql, account):
+    return (await gql(CREATE_TOKEN, {"input": {"name": "script"}}, token=account.token))["data"]["createApiToken"]["token"]
+
+
+async def assert_signed_out(gql, access_token):
+    body = await gql("{ me { id } }", token=access_token)
+    assert body["status"] == 401 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def assert_cannot_refresh(gql, refresh_token):
+    refreshed = (await gql(REFRESH, {"token": refresh_token}))["data"]["refreshToken"]
+    assert refreshed["accessToken"] is None and refreshed["userErrors"]
+
+
+async def test_changing_the_password_ends_every_other_way_in(gql, make_user, db):
+    account = await make_user()
+    other_device, script = await login(gql, account), await api_token(gql, account)
+    wrong = (await gql(CHANGE_PASSWORD, {"input": {"currentPassword": "Wr0ng-guess!", "newPassword": NEW_PASSWORD}},
+                       token=account.token))["data"]["changePassword"]
+    assert wrong["userErrors"][0]["field"] == ["input", "currentPassword"] and wrong["accessToken"] is None
+    weak = (await gql(CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": "short"}},
+                      token=account.token))["data"]["changePassword"]
+    assert weak["userErrors"][0]["field"] == ["input", "newPassword"]
+    assert (await gql("{ me { id } }", token=script))["data"]["me"]["id"] == account.id  # nothing changed yet
+
+    changed = (await gql(CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}},
+                         token=account.token))["data"]["changePassword"]
+    assert changed["userErrors"] == [] and changed["user"]["id"] == account.id
+    for old in (account.token, other_device["accessToken"], script):
+        await assert_signed_out(gql, old)
+    for old in (account.refresh, other_device["refreshToken"]):
+        await assert_cannot_refresh(gql, old)
+    assert (await gql("{ me { id } }", token=changed["accessToken"]))["data"]["me"]["id"] == account.id
+    fresh = (await gql(REFRESH, {"token": changed["refreshToken"]}))["data"]["refreshToken"]
+    assert fresh["userErrors"] == [] and (await gql("{ me { id } }", token=fresh["accessToken"]))["status"] == 200
+    assert (await login(gql, account))["userErrors"][0]["code"] == "INVALID_CREDENTIALS"
+    assert (await login(gql, account, NEW_PASSWORD))["userErrors"] == []
+
+    new_script = (await gql(CREATE_TOKEN, {"input": {"name": "script"}}, token=changed["accessToken"])
+                  )["data"]["createApiToken"]["token"]
+    by_script = await gql(CHANGE_PASSWORD, {"input": {"currentPassword": NEW_PASSWORD, "newPassword": PASSWORD}},
+                          token=new_script)
+    assert by_script["errors"][0]["extensions"]["code"] == "FORBIDDEN"  # an API token cannot
+
+
+async def test_logout_ends_one_session_and_logout_everywhere_all(gql, make_user, make_organization):
+    account, stranger = await make_user(), await make_user()
+    phone, laptop = await login(gql, account), await login(gql, account)
+    refused = (await gql(LOGOUT, {"token": phone["refreshToken"]}, token=stranger.token))["data"]["logout"]
+    assert refused["userErrors"] == [{"field": ["input", "refreshToken"], "code": "INVALID_REFRESH_TOKEN"}]
+    assert (await gql(LOGOUT, {"token": phone["refreshToken"]}, token=phone["accessToken"]))["data"]["logout"] == {
+        "userErrors": []}
+    await assert_cannot_refresh(gql, phone["refreshToken"])
+    rotated = (await gql(REFRESH, {"token": laptop["refreshToken"]}))["data"]["refreshToken"]  # the other goes on
+    assert rotated["userErrors"] == []
+
+    script = await api_token(gql, account)
+    ended = await gql(LOGOUT_EVERYWHERE, token=rotated["accessToken"])
+    assert ended["data"]["logoutEverywhere"] == {"userErrors": []}
+    for old in (account.token, phone["accessToken"], laptop["accessToken"], rotated["accessToken"]):
+        await assert_signed_out(gql, old)
+    for old in (account.refresh, rotated["refreshToken"]):
+        await assert_cannot_refresh(gql, old)
+    assert (await gql("{ me { id } }", token=script))["data"]["me"]["id"] == account.id  # API tokens stay
+    again = await login(gql, account)
+    assert (await gql("{ me { id } }", token=again["accessToken"]))["data"]["me"]["id"] == account.id
+
+
+async def test_a_cached_caller_is_signed_out_too(tmp_path, database_url, clock):
+    """With the principal cache on, a token of an older epoch is refused even while its caller
+    is cached, and a new token is not refused because the cache remembers the old epoch."""
+    from tests.conftest import make_settings
+    from tests.harness import GraphQLClient, LiveServer
+
+    live = LiveServer(make_settings(tmp_path, PRINCIPAL_CACHE_SECONDS=60), database_url, clock).start()
+    client = GraphQLClient(live.url)
+    try:
+        registered = (await client(REGISTER, {"input": {"email": "cached@example.com", "password": PASSWORD}}
+                                   ))["data"]["register"]
+        old = registered["accessToken"]
+        assert (await client("{ me { id } }", token=old))["status"] == 200  # now cached
+        changed = (await client(CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}},
+                                token=old))["data"]["changePassword"]
+        assert (await client("{ me { id } }", token=changed["accessToken"]))["status"] == 200
+        await assert_signed_out(client, old)
+    finally:
+        await client.close()
+        live.stop()
+
+
+async def test_a_password_is_the_same_however_its_accents_were_typed(gql, db):
+    composed, decomposed = "Caf\u00e9Noir7", "Cafe\u0301Noir7"
+    registered = await gql(REGISTER, {"input": {"email": "cafe@example.com", "password": decomposed}})
+    assert registered["data"]["register"]["userErrors"] == []
+    for typed in (composed, decomposed):
+        body = await gql(LOGIN, {"input": {"email": "cafe@example.com", "password": typed}})
+        assert body["data"]["login"]["userErrors"] == [], typed
+    padded = await gql(REGISTER, {"input": {"email": "zw@example.com", "password": "A1" + "\u200b" * 6}})
+    assert padded["data"]["register"]["userErrors"][0]["code"] == "INVALID_CHARACTERS"
+    common = await gql(REGISTER, {"input": {"email": "common@example.com", "password": "Password123!"}})
+    assert common["data"]["register"]["userErrors"][0]["code"] == "COMMON_PASSWORD"
+
+
+async def test_a_password_hashed_before_normalisation_still_works_and_is_rehashed(gql, db, settings):
+    from argon2 import PasswordHasher
+
+    decomposed = "Cafe\u0301Noir7"
+    await gql(REGISTER, {"input": {"email": "legacy@example.com", "password": PASSWORD}})
+    hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib)
+    await db.execute("UPDATE users SET password_hash = $1 WHERE email = 'legacy@example.com'", hasher.hash(decomposed))
+    as_typed = await gql(LOGIN, {"input": {"email": "legacy@example.com", "password": decomposed}})
+    assert as_typed["data"]["login"]["userErrors"] == []
+    stored = await db.fetchval("SELECT password_hash FROM users WHERE email = 'legacy@example.com'")
+    assert hasher.verify(stored, "Caf\u00e9Noir7")  # re-hashed in NFKC form
+    composed = await gql(LOGIN, {"input": {"email": "legacy@example.com", "password": "Caf\u00e9Noir7"}})
+    assert composed["data"]["login"]["userErrors"] == []

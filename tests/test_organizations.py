@@ -4,10 +4,11 @@ removing and leaving, an admin always left, and who may see whom."""
 from datetime import timedelta
 
 from forecourt.schema.relay import to_global_id
+from tests.conftest import PASSWORD, REGISTER
 
 INVITE = """mutation($email: String!, $role: OrganizationRole) { inviteToOrganization(input: {email: $email, role: $role}) {
-  invitation { id email role status organizationName expiresAt } userErrors { field code message } } }"""
-ACCEPT = """mutation($id: ID!) { acceptOrganizationInvitation(input: {invitationId: $id}) {
+  invitation { id email role status organizationName expiresAt } token userErrors { field code message } } }"""
+ACCEPT = """mutation($id: ID!, $token: String!) { acceptOrganizationInvitation(input: {invitationId: $id, token: $token}) {
   organization { id name } userErrors { field code message } } }"""
 DECLINE = """mutation($id: ID!) { declineOrganizationInvitation(input: {invitationId: $id}) {
   invitation { status } userErrors { code } } }"""
@@ -27,23 +28,29 @@ async def test_invite_accept_and_see_each_other(gql, make_organization, make_use
     assert bad["data"]["inviteToOrganization"]["userErrors"][0]["field"] == ["input", "email"]
     assert await db.fetchval("SELECT count(*) FROM organization_invitations") == 0
 
-    sent = (await gql(INVITE, {"email": rep.email.upper(), "role": "MEMBER"}, token=org.admin.token)
-            )["data"]["inviteToOrganization"]["invitation"]
+    first = (await gql(INVITE, {"email": rep.email.upper(), "role": "MEMBER"}, token=org.admin.token)
+             )["data"]["inviteToOrganization"]
+    sent = first["invitation"]
     assert sent["email"] == rep.email and sent["status"] == "PENDING" and sent["organizationName"] == "Lagos Motors"
-    again = (await gql(INVITE, {"email": rep.email, "role": "ADMIN"}, token=org.admin.token)
-             )["data"]["inviteToOrganization"]["invitation"]
+    renewed = (await gql(INVITE, {"email": rep.email, "role": "ADMIN"}, token=org.admin.token)
+               )["data"]["inviteToOrganization"]
+    again, secret = renewed["invitation"], renewed["token"]
     assert again["id"] == sent["id"] and again["role"] == "ADMIN"  # renewed, not duplicated
+    assert secret.startswith("fc_inv_") and secret != first["token"]
+    assert await db.fetchval("SELECT count(*) FROM organization_invitations WHERE token_hash = $1", secret) == 0
 
     assert (await gql(MINE, token=stranger.token))["data"]["organizationInvitations"] == []
     mine = (await gql(MINE, token=rep.token))["data"]["organizationInvitations"]
     assert mine == [{"id": sent["id"], "organizationName": "Lagos Motors", "role": "ADMIN"}]
-    stolen = await gql(ACCEPT, {"id": sent["id"]}, token=stranger.token)  # addressed to someone else
+    stolen = await gql(ACCEPT, {"id": sent["id"], "token": secret}, token=stranger.token)  # addressed to someone else
     assert stolen["data"]["acceptOrganizationInvitation"]["userErrors"][0]["code"] == "NOT_FOUND"
+    replaced = await gql(ACCEPT, {"id": sent["id"], "token": first["token"]}, token=rep.token)  # renewing replaced it
+    assert replaced["data"]["acceptOrganizationInvitation"]["userErrors"][0]["code"] == "INVALID_INVITATION_TOKEN"
 
-    joined = await gql(ACCEPT, {"id": sent["id"]}, token=rep.token)
+    joined = await gql(ACCEPT, {"id": sent["id"], "token": secret}, token=rep.token)
     assert joined["data"]["acceptOrganizationInvitation"]["organization"]["id"] == org.id
     assert await db.fetchval("SELECT org_role FROM users WHERE id = $1", rep.raw_id) == "admin"
-    twice = await gql(ACCEPT, {"id": sent["id"]}, token=rep.token)
+    twice = await gql(ACCEPT, {"id": sent["id"], "token": secret}, token=rep.token)
     assert twice["data"]["acceptOrganizationInvitation"]["userErrors"][0]["code"] == "INVITATION_CLOSED"
     members = (await gql(MEMBERS, token=rep.token))["data"]["me"]["organization"]["members"]
     assert {e["node"]["id"] for e in members["edges"]} == {org.admin.id, rep.id} and members["totalCount"] == 2
@@ -52,17 +59,48 @@ async def test_invite_accept_and_see_each_other(gql, make_organization, make_use
 
     # Expired and declined invitations cannot be used; one organization at a time.
     other = await make_organization("Abuja Autos", members=0)
-    late = (await gql(INVITE, {"email": stranger.email}, token=other.admin.token))["data"]["inviteToOrganization"]["invitation"]
+    late = (await gql(INVITE, {"email": stranger.email}, token=other.admin.token))["data"]["inviteToOrganization"]
     await db.execute("UPDATE organization_invitations SET expires_at = $1 WHERE email = $2",  # a week on
                      clock.now - timedelta(seconds=1), stranger.email)
-    expired = await gql(ACCEPT, {"id": late["id"]}, token=stranger.token)
+    expired = await gql(ACCEPT, {"id": late["invitation"]["id"], "token": late["token"]}, token=stranger.token)
     assert expired["data"]["acceptOrganizationInvitation"]["userErrors"][0]["code"] == "INVITATION_EXPIRED"
-    poach = (await gql(INVITE, {"email": rep.email}, token=other.admin.token))["data"]["inviteToOrganization"]["invitation"]
-    busy = await gql(ACCEPT, {"id": poach["id"]}, token=rep.token)
+    poach = (await gql(INVITE, {"email": rep.email}, token=other.admin.token))["data"]["inviteToOrganization"]
+    busy = await gql(ACCEPT, {"id": poach["invitation"]["id"], "token": poach["token"]}, token=rep.token)
     assert busy["data"]["acceptOrganizationInvitation"]["userErrors"][0]["code"] == "ALREADY_IN_ORGANIZATION"
-    declined = await gql(DECLINE, {"id": poach["id"]}, token=rep.token)
+    declined = await gql(DECLINE, {"id": poach["invitation"]["id"]}, token=rep.token)
     assert declined["data"]["declineOrganizationInvitation"]["invitation"]["status"] == "DECLINED"
     assert await db.fetchval("SELECT organization_id FROM users WHERE id = $1", rep.raw_id) == org.raw_id
+
+
+async def test_registering_an_invited_address_is_not_enough_to_join(gql, make_organization, db):
+    """An admin invites an unregistered address; whoever registers it cannot accept without the
+    invitation's token (which only the admin was shown); with it, once."""
+    org = await make_organization("Lagos Motors", members=0)
+    email = "newcomer@example.com"
+    invited = (await gql(INVITE, {"email": email, "role": "ADMIN"}, token=org.admin.token))["data"]["inviteToOrganization"]
+    invitation_id, secret = invited["invitation"]["id"], invited["token"]
+    assert await db.fetchval("SELECT token_hash FROM organization_invitations") != secret  # stored hashed
+
+    registered = await gql(REGISTER, {"input": {"email": email, "password": PASSWORD}})
+    squatter = registered["data"]["register"]["accessToken"]
+    assert [i["id"] for i in (await gql(MINE, token=squatter))["data"]["organizationInvitations"]] == [invitation_id]
+    missing = await gql("""mutation($id: ID!) { acceptOrganizationInvitation(input: {invitationId: $id}) {
+        userErrors { code } } }""", {"id": invitation_id}, token=squatter)
+    assert missing["errors"] and "token" in missing["errors"][0]["message"]  # required by the schema
+    for guess in ("", "fc_inv_guess", secret + "x", secret[:-1]):
+        wrong = await gql(ACCEPT, {"id": invitation_id, "token": guess}, token=squatter)
+        assert wrong["data"]["acceptOrganizationInvitation"]["userErrors"] == [
+            {"field": ["input", "token"], "code": "INVALID_INVITATION_TOKEN", "message": "This is not the invitation's token"}]
+    assert await db.fetchval("SELECT organization_id FROM users WHERE email = $1", email) is None
+    assert await db.fetchval("SELECT status FROM organization_invitations") == "pending"
+
+    accepted = await gql(ACCEPT, {"id": invitation_id, "token": secret}, token=squatter)  # the owner, with the token
+    assert accepted["data"]["acceptOrganizationInvitation"]["organization"]["id"] == org.id
+    assert await db.fetchval("SELECT token_hash FROM organization_invitations") is None  # consumed
+    assert (await gql(LEAVE, token=squatter))["data"]["leaveOrganization"]["userErrors"] == []
+    again = await gql(ACCEPT, {"id": invitation_id, "token": secret}, token=squatter)
+    assert again["data"]["acceptOrganizationInvitation"]["userErrors"][0]["code"] == "INVITATION_CLOSED"
+    assert await db.fetchval("SELECT organization_id FROM users WHERE email = $1", email) is None
 
 
 async def test_remove_and_leave_keep_an_admin(gql, make_organization, make_user, db):

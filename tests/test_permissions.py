@@ -32,6 +32,11 @@ def sample(operation: str) -> tuple[str, dict]:
             {"i": {"email": email, "password": "Passw0rdX"}},
         ),
         "Mutation.refreshToken": ('mutation { refreshToken(token: "fc_rt_x") { userErrors { code } } }', {}),
+        "Mutation.changePassword": (
+            'mutation { changePassword(input: {currentPassword: "wrong", newPassword: "x"}) { userErrors { code } } }',
+            {}),
+        "Mutation.logout": ('mutation { logout(input: {refreshToken: "fc_rt_x"}) { userErrors { code } } }', {}),
+        "Mutation.logoutEverywhere": ("mutation { logoutEverywhere { userErrors { code } } }", {}),
         "Mutation.createApiToken": ('mutation { createApiToken(input: {name: "t"}) { userErrors { code } } }', {}),
         "Mutation.revokeApiToken": ('mutation { revokeApiToken(id: "eA") { userErrors { code } } }', {}),
         "Mutation.createOrganization": (
@@ -83,7 +88,7 @@ def sample(operation: str) -> tuple[str, dict]:
         "Mutation.inviteToOrganization": (
             'mutation { inviteToOrganization(input: {email: "x@example.com"}) { userErrors { code } } }', {}),
         "Mutation.acceptOrganizationInvitation": (
-            'mutation { acceptOrganizationInvitation(input: {invitationId: "eA"}) { userErrors { code } } }', {}),
+            'mutation { acceptOrganizationInvitation(input: {invitationId: "eA", token: "t"}) { userErrors { code } } }', {}),
         "Mutation.declineOrganizationInvitation": (
             'mutation { declineOrganizationInvitation(input: {invitationId: "eA"}) { userErrors { code } } }', {}),
         "Mutation.removeOrganizationMember": (
@@ -124,7 +129,10 @@ def sample(operation: str) -> tuple[str, dict]:
     }[operation]
 
 
-HTTP_OPERATIONS = [op for op in PERMISSIONS if not op.startswith("Subscription.")]
+# Last in the walk: it ends the sessions of the actors that may run it.
+ENDS_SESSIONS = "Mutation.logoutEverywhere"
+HTTP_OPERATIONS = sorted((op for op in PERMISSIONS if not op.startswith("Subscription.")),
+                         key=lambda op: op == ENDS_SESSIONS)
 
 
 def test_every_root_field_is_in_the_matrix_and_guarded():

@@ -1,17 +1,17 @@
-"""Changes to who a user is (role, KYC status, organization and its role, active) and revoked
-API tokens are announced on the `forecourt_principals` channel (LISTEN/NOTIFY, delivered at
+"""Changes to who a user is (role, KYC status, organization and its role, active, token
+epoch) and revoked API tokens are announced on the `forecourt_principals` channel (LISTEN/NOTIFY, delivered at
 commit) with the user's id, whatever writes them: the API, the command line or an operator's
 SQL. Every server process listens, forgets the user's cached identity and re-checks the
 user's open WebSockets (forecourt/auth/changes.py).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-03
 """
 from alembic import op
 
 revision = '0016'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
@@ -28,8 +28,9 @@ def upgrade() -> None:
         END $$""")
     op.execute("""
         CREATE TRIGGER users_principal_changed AFTER UPDATE ON users FOR EACH ROW
-        WHEN ((OLD.role, OLD.kyc_status, OLD.organization_id, OLD.org_role, OLD.is_active)
-              IS DISTINCT FROM (NEW.role, NEW.kyc_status, NEW.organization_id, NEW.org_role, NEW.is_active))
+        WHEN ((OLD.role, OLD.kyc_status, OLD.organization_id, OLD.org_role, OLD.is_active, OLD.token_epoch)
+              IS DISTINCT FROM
+              (NEW.role, NEW.kyc_status, NEW.organization_id, NEW.org_role, NEW.is_active, NEW.token_epoch))
         EXECUTE FUNCTION announce_principal_change('id')""")
     op.execute("""
         CREATE TRIGGER api_tokens_revoked AFTER UPDATE ON api_tokens FOR EACH ROW

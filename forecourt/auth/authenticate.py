@@ -91,13 +91,16 @@ async def authenticate(
         key = digest(token)
         return cache.get(key) or cache.put(key, await _from_api_token(session(), token, now), generation)
     claims = access_tokens.decode(token, now)  # expiry checked every time
-    cached = cache.get(claims.user_id)
-    if cached is not None:
-        return cached
-    user = (await session().execute(select(*USER_COLUMNS).where(User.id == claims.user_id))).first()
-    if user is None or not user.is_active:
-        raise Unauthenticated("this account is not active")
-    return cache.put(claims.user_id, _principal(user), generation)
+    principal = cache.get(claims.user_id)
+    # A token newer than the cached caller was issued after its epoch moved: read it afresh.
+    if principal is None or claims.token_epoch > principal.token_epoch:
+        user = (await session().execute(select(*USER_COLUMNS).where(User.id == claims.user_id))).first()
+        if user is None or not user.is_active:
+            raise Unauthenticated("this account is not active")
+        principal = cache.put(claims.user_id, _principal(user), generation)
+    if claims.token_epoch != principal.token_epoch:
+        raise Unauthenticated("this session has ended (password changed or signed out everywhere); sign in again")
+    return principal
 
 
 async def _from_api_token(session: AsyncSession, token: str, now: datetime) -> Principal:
@@ -121,7 +124,8 @@ async def _from_api_token(session: AsyncSession, token: str, now: datetime) -> P
     return _principal(user, api_token_id=api_token.id, scopes=frozenset(api_token.scopes))
 
 
-USER_COLUMNS = (User.id, User.role, User.kyc_status, User.organization_id, User.org_role, User.is_active)
+USER_COLUMNS = (User.id, User.role, User.kyc_status, User.organization_id, User.org_role, User.is_active,
+                User.token_epoch)
 
 
 def _principal(user, **extra) -> Principal:
@@ -131,5 +135,6 @@ def _principal(user, **extra) -> Principal:
         kyc_status=KycStatus(user.kyc_status),
         organization_id=user.organization_id,
         org_role=user.org_role,
+        token_epoch=user.token_epoch,
         **extra,
     )

@@ -30,6 +30,9 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Mutation.register": ANYONE,
     "Mutation.login": ANYONE,
     "Mutation.refreshToken": ANYONE,
+    "Mutation.changePassword": SIGNED_IN,
+    "Mutation.logout": SIGNED_IN,
+    "Mutation.logoutEverywhere": SIGNED_IN,
     "Mutation.createApiToken": SIGNED_IN,
     "Mutation.revokeApiToken": SIGNED_IN,
     "Mutation.createOrganization": SIGNED_IN,
@@ -87,5 +90,8 @@ PERMISSIONS: dict[str, frozenset[Actor]] = {
     "Subscription.trainingSessionEvents": SIGNED_IN,
 }
 
-# Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens.
-SESSION_ONLY: frozenset[str] = frozenset({"Mutation.createApiToken"})
+# Operations an API token may never perform, whatever its scopes: tokens cannot mint tokens,
+# nor take over the account or its sessions.
+SESSION_ONLY: frozenset[str] = frozenset({
+    "Mutation.createApiToken", "Mutation.changePassword", "Mutation.logout", "Mutation.logoutEverywhere",
+})

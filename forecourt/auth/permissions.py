@@ -37,8 +37,8 @@ class Allowed(BasePermission):
         return True
 
 
-class SelfOrAdmin(BasePermission):
-    """For fields of a User only that user and admins may read (e.g. email)."""
+class _UserFieldPermission(BasePermission):
+    """A field of a User that only the user themself and some others may read."""
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         if source.is_own_account:
@@ -46,6 +46,25 @@ class SelfOrAdmin(BasePermission):
         principal = info.context.principal
         if principal is None:
             raise Unauthenticated("sign in to see this")
-        if not principal.is_self_or_admin(source.user_id):
-            raise Forbidden("only the user and admins may see this")
+        self.check(principal, source.user_id)
         return True
+
+    def check(self, principal: Principal, user_id: Any) -> None:
+        raise NotImplementedError
+
+
+class SelfOrAdmin(_UserFieldPermission):
+    """For fields of a User only that user and admins may read (e.g. email)."""
+
+    def check(self, principal: Principal, user_id: Any) -> None:
+        if not principal.is_self_or_admin(user_id):
+            raise Forbidden("only the user and admins may see this")
+
+
+class SelfOrStaff(_UserFieldPermission):
+    """For fields of a User beyond the public profile (role, KYC status, since when): the user,
+    and staff who act on accounts."""
+
+    def check(self, principal: Principal, user_id: Any) -> None:
+        if not principal.is_self_or_staff(user_id):
+            raise Forbidden("only the user and staff may see this; others see the display name")

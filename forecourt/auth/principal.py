@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from forecourt.domain.identity import KycStatus, Role
+from forecourt.domain.identity import STAFF_ROLES, KycStatus, Role
 
 READ = "read"
 WRITE = "write"
@@ -22,6 +22,8 @@ class Principal:
     # Set when the caller authenticated with a personal API token rather than a session.
     api_token_id: uuid.UUID | None = None
     scopes: frozenset[str] = field(default=ALL_SCOPES)
+    # The user's token epoch when resolved: an access token must carry the same one.
+    token_epoch: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -29,3 +31,6 @@ class Principal:
 
     def is_self_or_admin(self, user_id: uuid.UUID) -> bool:
         return self.user_id == user_id or self.is_admin
+
+    def is_self_or_staff(self, user_id: uuid.UUID) -> bool:
+        return self.user_id == user_id or self.role in STAFF_ROLES

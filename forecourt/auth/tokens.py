@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from forecourt.auth.errors import Unauthenticated
 ALGORITHM = "HS256"
 API_TOKEN_PREFIX = "fc_pat_"
 REFRESH_TOKEN_PREFIX = "fc_rt_"
+INVITATION_TOKEN_PREFIX = "fc_inv_"
 ISSUER = "forecourt"
 
 
@@ -22,6 +24,7 @@ ISSUER = "forecourt"
 class AccessClaims:
     user_id: uuid.UUID
     expires_at: datetime
+    token_epoch: int = 0  # the user's token epoch when issued; tokens of an older epoch are revoked
 
 
 class AccessTokens:
@@ -34,9 +37,10 @@ class AccessTokens:
         self.ttl = timedelta(seconds=ttl_seconds)
         self._verified: dict[str, AccessClaims] = {}
 
-    def issue(self, user_id: uuid.UUID, now: datetime) -> str:
+    def issue(self, user_id: uuid.UUID, now: datetime, token_epoch: int = 0) -> str:
         claims = {
             "sub": str(user_id),
+            "epoch": token_epoch,
             "iat": int(now.timestamp()),
             "exp": int((now + self.ttl).timestamp()),
             "iss": ISSUER,
@@ -70,13 +74,14 @@ class AccessTokens:
             )
         except jwt.InvalidTokenError:
             raise Unauthenticated("invalid access token") from None
-        if claims.get("typ") != "access" or not isinstance(claims["exp"], int):
+        token_epoch = claims.get("epoch", 0)
+        if claims.get("typ") != "access" or not isinstance(claims["exp"], int) or type(token_epoch) is not int:
             raise Unauthenticated("invalid access token")
         try:
             user_id = uuid.UUID(claims["sub"])
         except (ValueError, TypeError):
             raise Unauthenticated("invalid access token") from None
-        return AccessClaims(user_id, datetime.fromtimestamp(claims["exp"], UTC))
+        return AccessClaims(user_id, datetime.fromtimestamp(claims["exp"], UTC), token_epoch)
 
 
 def new_secret(prefix: str) -> str:
@@ -86,3 +91,8 @@ def new_secret(prefix: str) -> str:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def matches(token: str | None, token_hash: str | None) -> bool:
+    """Whether `token` is the secret behind `token_hash` (in constant time; never for a null hash)."""
+    return bool(token) and token_hash is not None and hmac.compare_digest(digest(token), token_hash)

@@ -243,7 +243,7 @@ def check_bidder(state: AuctionState, request: BidRequest, funds: Funds | None, 
             "INSUFFICIENT_FUNDS",
             f"Bidding {commitment} needs {required} available: a {state.deposit_percent}% deposit "
             f"on all your winning bids. You have {funds.available} available.",
-            "amount",
+            ("amount",),
         )
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 class DomainError(Exception):
     """An expected business failure, reported to clients as a `userErrors` entry.
 
-    `field` is the path inside the mutation's input (e.g. ("email",)). `persist` is set when
+    `field` is the path inside the mutation's input (e.g. ("email",)); a lone name ("email") is
+    taken as a one-step path, since a string is also a sequence (of letters). `persist` is set when
     the failure itself must be recorded (the work done before raising is committed, not rolled
     back) — e.g. a reused refresh token revokes its whole family and still fails.
     """
@@ -17,14 +18,14 @@ class DomainError(Exception):
         self,
         code: str,
         message: str,
-        field: Sequence[str] | None = None,
+        field: Sequence[str] | str | None = None,
         *,
         persist: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.field = tuple(field) if field else None
+        self.field = ((field,) if isinstance(field, str) else tuple(field)) if field else None
         self.persist = persist
         self.errors: tuple[DomainError, ...] = (self,)
 

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from forecourt.domain.common_passwords import COMMON_PASSWORDS
 from forecourt.domain.errors import DomainError, Validator
 from forecourt.domain.text import clean_text
 
 PASSWORD_MIN_LENGTH = 8
 # argon2 hashes whatever it is given; a cap keeps a hostile 1 MB password from costing CPU.
 PASSWORD_MAX_LENGTH = 256
+# Code points a password may not contain: controls, format characters (zero-width spaces and
+# joiners, direction marks), surrogates, private-use and unassigned code points, line and
+# paragraph separators. They are invisible, or look different from one device to the next, so
+# they pad a password's length without adding anything a person could type again.
+PASSWORD_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# "Password123!" is "password" to a guesser: a common password with digits and symbols
+# appended is common too, when what is left is this long.
+COMMON_STEM_MIN_LENGTH = 4
+_TRAILING_DIGITS_AND_SYMBOLS = re.compile(r"[\W\d_]+$")
 EMAIL_MAX_LENGTH = 254
 DISPLAY_NAME_MAX_LENGTH = 100
 _PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -30,10 +41,10 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
 
 
-# Staff act on others' behalf (cancel any auction, see reserves and bidders).
+# Staff act on others' behalf (cancel any auction, see reserves and bidders). Not concierges:
+# seed 004 gives them messages and tasks, and no auction rights ("POST /api/auctions" ❌).
 STAFF_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
 
-STAFF_ROLES = frozenset({Role.CONCIERGE, Role.MANAGER, Role.ADMIN})
 # Roles whose holders must have passed KYC (seed 004: "User cannot have role changed to
 # 'dealer' without kyc_status = 'approved'"; verified sellers are verified by definition).
 KYC_GATED_ROLES = frozenset({Role.DEALER, Role.VERIFIED_SELLER})
@@ -65,29 +76,50 @@ def normalize_email(email: str | None, field: str = "email") -> str:
     return result.normalized.lower()
 
 
+def normalize_password(password: str) -> str:
+    """NFKC: one password however it was typed (composed or decomposed accents, full-width
+    forms, non-breaking spaces). Registration and sign-in both hash this form."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def is_common_password(password: str) -> bool:
+    lowered = password.casefold()
+    stem = _TRAILING_DIGITS_AND_SYMBOLS.sub("", lowered)
+    return lowered in COMMON_PASSWORDS or (len(stem) >= COMMON_STEM_MIN_LENGTH and stem in COMMON_PASSWORDS)
+
+
 def check_password(password: str | None, field: str = "password") -> str:
-    """Seed 004: at least 8 characters, one upper-case letter and one digit."""
+    """Seed 004: at least 8 characters, one upper-case letter and one digit — counted on the
+    NFKC form, over visible characters (spaces are allowed but do not count); invisible and
+    control characters are refused, and so are common passwords. Returns the NFKC form: the
+    password to hash."""
     if not password:
         raise DomainError("REQUIRED", "password is required", (field,))
-    if len(password) > PASSWORD_MAX_LENGTH:
+    too_long = DomainError(
+        "PASSWORD_TOO_LONG", f"password must be at most {PASSWORD_MAX_LENGTH} characters", (field,))
+    if len(password) > PASSWORD_MAX_LENGTH:  # before normalising: a hostile input costs nothing
+        raise too_long
+    password = normalize_password(password)
+    if len(password) > PASSWORD_MAX_LENGTH:  # NFKC may lengthen it (a ligature becomes letters)
+        raise too_long
+    if any(unicodedata.category(c) in PASSWORD_REFUSED_CATEGORIES for c in password):
         raise DomainError(
-            "PASSWORD_TOO_LONG",
-            f"password must be at most {PASSWORD_MAX_LENGTH} characters",
-            (field,),
-        )
-    if "\x00" in password:
-        raise DomainError("INVALID_CHARACTERS", "password contains a NUL character", (field,))
+            "INVALID_CHARACTERS", "password contains invisible or control characters", (field,))
+    visible = sum(not c.isspace() for c in password)
     if (
-        len(password) < PASSWORD_MIN_LENGTH
+        visible < PASSWORD_MIN_LENGTH
         or not any(c.isupper() for c in password)
         or not any(c.isdigit() for c in password)
     ):
         raise DomainError(
             "WEAK_PASSWORD",
-            f"password must have at least {PASSWORD_MIN_LENGTH} characters, "
+            f"password must have at least {PASSWORD_MIN_LENGTH} visible characters, "
             "one upper-case letter and one digit",
             (field,),
         )
+    if is_common_password(password):
+        raise DomainError(
+            "COMMON_PASSWORD", "this password is among the most common ones; choose another", (field,))
     return password
 
 
@@ -118,13 +150,13 @@ def validate_registration(
 ) -> Registration:
     v = Validator()
     email_n = v.run(normalize_email, email)
-    v.run(check_password, password)
+    password_n = v.run(check_password, password)
     name = v.run(
         clean_text, display_name, "displayName", max_length=DISPLAY_NAME_MAX_LENGTH, name=True
     )
     phone_n = v.run(normalize_phone, phone)
     v.check()
-    return Registration(email_n, password, name, phone_n)  # type: ignore[arg-type]
+    return Registration(email_n, password_n, name, phone_n)  # type: ignore[arg-type]
 
 
 def check_role_kyc(role: Role, kyc_status: KycStatus) -> None:

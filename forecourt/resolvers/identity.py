@@ -52,7 +52,8 @@ async def login(ctx: Context, data: t.LoginInput) -> t.AuthPayload:
     async def op(work):
         return _session_fields(
             await service.login(
-                work, ctx.state.credentials, email=data.email, password=data.password
+                work, ctx.state.credentials, email=data.email, password=data.password,
+                throttle=ctx.state.rate_limiter.logins,
             )
         )
 
@@ -64,6 +65,35 @@ async def refresh_token(ctx: Context, token: str) -> t.AuthPayload:
         return _session_fields(await service.refresh(work, ctx.state.credentials, token=token))
 
     return await run_mutation(ctx, t.AuthPayload, op, input_path=())
+
+
+async def change_password(ctx: Context, data: t.ChangePasswordInput) -> t.ChangePasswordPayload:
+    async def op(work):
+        return _session_fields(
+            await service.change_password(
+                work, ctx.state.credentials,
+                current_password=data.current_password, new_password=data.new_password,
+                throttle=ctx.state.rate_limiter.logins,
+            )
+        )
+
+    return await run_mutation(ctx, t.ChangePasswordPayload, op)
+
+
+async def logout(ctx: Context, data: t.LogoutInput) -> t.LogoutPayload:
+    async def op(work):
+        await service.logout(work, refresh_token=data.refresh_token)
+        return {}
+
+    return await run_mutation(ctx, t.LogoutPayload, op)
+
+
+async def logout_everywhere(ctx: Context) -> t.LogoutEverywherePayload:
+    async def op(work):
+        await service.logout_everywhere(work)
+        return {}
+
+    return await run_mutation(ctx, t.LogoutEverywherePayload, op, input_path=())
 
 
 async def create_api_token(ctx: Context, data: t.CreateApiTokenInput) -> t.ApiTokenPayload:

@@ -13,8 +13,10 @@ from forecourt.loaders.organizations import OrganizationRow
 from forecourt.resolvers.base import optional, run_mutation
 from forecourt.schema.context import Context
 from forecourt.schema.organizations import (
+    AcceptOrganizationInvitationInput,
     CreateOrganizationInput,
     InviteToOrganizationInput,
+    InviteToOrganizationPayload,
     LeaveOrganizationPayload,
     OpenBillingPortalInput,
     OpenBillingPortalPayload,
@@ -109,22 +111,24 @@ async def organization_invitations(ctx: Context) -> list[OrganizationInvitationT
     return [OrganizationInvitationType.from_model(invitation, name) for invitation, name in rows]
 
 
-async def invite_to_organization(ctx: Context, data: InviteToOrganizationInput) -> OrganizationInvitationPayload:
+async def invite_to_organization(ctx: Context, data: InviteToOrganizationInput) -> InviteToOrganizationPayload:
     async def op(work):
-        invitation = await service.invite_member(work, data.email, OrgRole(data.role.value))
+        invitation, secret = await service.invite_member(work, data.email, OrgRole(data.role.value))
         org = await work.session.get(Organization, invitation.organization_id)
-        return {"invitation": OrganizationInvitationType.from_model(invitation, org.name)}
+        return {"invitation": OrganizationInvitationType.from_model(invitation, org.name), "token": secret}
 
-    return await run_mutation(ctx, OrganizationInvitationPayload, op)
+    return await run_mutation(ctx, InviteToOrganizationPayload, op)
 
 
 def _invitation_id(raw: str) -> uuid.UUID:
     return from_global_id(raw, "OrganizationInvitation", ("invitationId",))[1]
 
 
-async def accept_organization_invitation(ctx: Context, data: OrganizationInvitationInput) -> OrganizationPayload:
+async def accept_organization_invitation(
+    ctx: Context, data: AcceptOrganizationInvitationInput
+) -> OrganizationPayload:
     async def op(work):
-        org = await service.accept_invitation(work, _invitation_id(data.invitation_id))
+        org = await service.accept_invitation(work, _invitation_id(data.invitation_id), data.token)
         return {"organization": OrganizationType.from_row(OrganizationRow(org, await _minutes_left(work, org.id)))}
 
     return await run_mutation(ctx, OrganizationPayload, op)

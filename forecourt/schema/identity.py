@@ -9,7 +9,7 @@ from datetime import datetime
 import strawberry
 from sqlalchemy import select
 
-from forecourt.auth.permissions import SelfOrAdmin
+from forecourt.auth.permissions import SelfOrAdmin, SelfOrStaff
 from forecourt.db.models import ApiToken, KycApplication, User
 from forecourt.domain.identity import KycKind, KycStatus, Role
 from forecourt.schema.errors import UserError
@@ -23,7 +23,10 @@ KycStatusEnum = strawberry.enum(KycStatus, name="KycStatus")
 KycKindEnum = strawberry.enum(KycKind, name="KycApplicationKind")
 
 
-@strawberry.type(name="User")
+@strawberry.type(
+    name="User",
+    description="The public profile is the id and display name; the rest is the user's own (and staff's).",
+)
 class UserType(Node):
     user_id: strawberry.Private[uuid.UUID]
     email_address: strawberry.Private[str]
@@ -31,9 +34,12 @@ class UserType(Node):
     # True on the user returned by register/login/refresh: the caller just proved who they are.
     is_own_account: strawberry.Private[bool]
     display_name: str | None
-    role: RoleEnum
-    kyc_status: KycStatusEnum
-    created_at: datetime
+    role: RoleEnum = strawberry.field(
+        permission_classes=[SelfOrStaff], description="The user themself and staff only.")
+    kyc_status: KycStatusEnum = strawberry.field(
+        permission_classes=[SelfOrStaff], description="The user themself and staff only.")
+    created_at: datetime = strawberry.field(
+        permission_classes=[SelfOrStaff], description="The user themself and staff only.")
 
     @strawberry.field(
         permission_classes=[SelfOrAdmin],
@@ -170,6 +176,32 @@ class AuthPayload:
     access_token: str | None = None
     refresh_token: str | None = None
     user: UserType | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class ChangePasswordInput:
+    current_password: str
+    new_password: str
+
+
+@strawberry.type(description="A fresh session: every other session and API token has ended.")
+class ChangePasswordPayload(AuthPayload):
+    pass
+
+
+@strawberry.input
+class LogoutInput:
+    refresh_token: str = strawberry.field(description="The refresh token of the session to end.")
+
+
+@strawberry.type
+class LogoutPayload:
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class LogoutEverywherePayload:
     user_errors: list[UserError]
 
 

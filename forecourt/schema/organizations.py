@@ -179,6 +179,12 @@ class OrganizationInvitationInput:
 
 
 @strawberry.input
+class AcceptOrganizationInvitationInput:
+    invitation_id: strawberry.ID
+    token: str = strawberry.field(description="The secret the inviting admin was given for you.")
+
+
+@strawberry.input
 class RemoveOrganizationMemberInput:
     user_id: strawberry.ID
 
@@ -186,6 +192,14 @@ class RemoveOrganizationMemberInput:
 @strawberry.type
 class OrganizationInvitationPayload:
     invitation: OrganizationInvitationType | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class InviteToOrganizationPayload:
+    invitation: OrganizationInvitationType | None = None
+    token: str | None = strawberry.field(
+        default=None, description="Shown once: give it to the invitee, who needs it to accept.")
     user_errors: list[UserError]
 
 

@@ -188,6 +188,23 @@ class Mutation:
     async def refresh_token(self, info: strawberry.Info, token: str) -> t.AuthPayload:
         return await identity.refresh_token(info.context, token)
 
+    @guarded_mutation(
+        description="Change your password (the current one required). Ends every other session and "
+        "revokes your API tokens; returns a fresh session."
+    )
+    async def change_password(
+        self, info: strawberry.Info, input: t.ChangePasswordInput
+    ) -> t.ChangePasswordPayload:
+        return await identity.change_password(info.context, input)
+
+    @guarded_mutation(description="End this session: its refresh token stops working.")
+    async def logout(self, info: strawberry.Info, input: t.LogoutInput) -> t.LogoutPayload:
+        return await identity.logout(info.context, input)
+
+    @guarded_mutation(description="End all your sessions: every refresh and access token (API tokens stay).")
+    async def logout_everywhere(self, info: strawberry.Info) -> t.LogoutEverywherePayload:
+        return await identity.logout_everywhere(info.context)
+
     @guarded_mutation(description="A personal access token for scripts; shown once.")
     async def create_api_token(
         self, info: strawberry.Info, input: t.CreateApiTokenInput
@@ -215,15 +232,18 @@ class Mutation:
     ) -> ot.StartPlanCheckoutPayload:
         return await organizations.start_plan_checkout(info.context, input)
 
-    @guarded_mutation(description="Invite someone by email to your organization (its admins); renews a pending invitation.")
+    @guarded_mutation(
+        description="Invite someone by email to your organization (its admins); renews a pending invitation "
+        "with a new token. The token is shown once: the invitee needs it to accept."
+    )
     async def invite_to_organization(
         self, info: strawberry.Info, input: ot.InviteToOrganizationInput
-    ) -> ot.OrganizationInvitationPayload:
+    ) -> ot.InviteToOrganizationPayload:
         return await organizations.invite_to_organization(info.context, input)
 
-    @guarded_mutation(description="Join the organization that invited your email address.")
+    @guarded_mutation(description="Join the organization that invited your email address, with the invitation's token.")
     async def accept_organization_invitation(
-        self, info: strawberry.Info, input: ot.OrganizationInvitationInput
+        self, info: strawberry.Info, input: ot.AcceptOrganizationInvitationInput
     ) -> OrganizationPayload:
         return await organizations.accept_organization_invitation(info.context, input)
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from forecourt.auth.credentials import Credentials
 from forecourt.auth.principal import ALL_SCOPES
+from forecourt.auth.rate_limit import LoginThrottle
 from forecourt.auth.tokens import (
     API_TOKEN_PREFIX,
     REFRESH_TOKEN_PREFIX,
@@ -48,7 +49,7 @@ async def _start_session(
             expires_at=work.now + credentials.refresh_ttl,
         )
     )
-    return Session(user, credentials.access_tokens.issue(user.id, work.now), refresh)
+    return Session(user, credentials.access_tokens.issue(user.id, work.now, user.token_epoch), refresh)
 
 
 async def create_user(
@@ -104,26 +105,63 @@ async def register(
     return await _start_session(work, credentials, user)
 
 
-async def login(work: Work, credentials: Credentials, *, email: str, password: str) -> Session:
+async def _verify_password(credentials: Credentials, user: User | None, password: str | None) -> bool:
+    """Whether `password` is the user's (False without a user, at the same cost). Passwords are
+    hashed in their NFKC form; one set before that is also tried as typed, and re-hashed in the
+    NFKC form once it matches (as is a hash with outdated parameters)."""
+    if not password or len(password) > rules.PASSWORD_MAX_LENGTH:
+        return False
+    normalized = rules.normalize_password(password)
+    matched = None
+    for candidate in dict.fromkeys((normalized, password)):
+        if await credentials.passwords.verify(user.password_hash if user else None, candidate):
+            matched = candidate
+            break
+    if user is None or matched is None:
+        return False
+    if matched != normalized or credentials.passwords.needs_rehash(user.password_hash):
+        user.password_hash = await credentials.passwords.hash(normalized)
+    return True
+
+
+async def _check_password_throttled(
+    work: Work, credentials: Credentials, throttle: LoginThrottle | None, account: str,
+    user: User | None, password: str | None,
+) -> bool:
+    """`_verify_password`, refused outright (TOO_MANY_ATTEMPTS) after too many recent failures
+    for the account or from the caller's address; a wrong password counts as one more."""
+    now = work.now.timestamp()
+    if throttle is not None:
+        wait = await throttle.retry_after(account=account, ip=work.ip, now=now)
+        if wait is not None:
+            raise DomainError(
+                "TOO_MANY_ATTEMPTS", f"too many failed attempts; try again in {wait} seconds")
+    ok = await _verify_password(credentials, user, password)
+    if not ok and throttle is not None:
+        await throttle.failed(account=account, ip=work.ip, now=now)
+    return ok
+
+
+async def login(
+    work: Work, credentials: Credentials, *, email: str, password: str,
+    throttle: LoginThrottle | None = None,
+) -> Session:
     try:
         normalized = rules.normalize_email(email)
     except DomainError:
         normalized = None
-    if not password or len(password) > rules.PASSWORD_MAX_LENGTH:
-        raise INVALID_CREDENTIALS
     user = None
     if normalized is not None:
         user = await work.session.scalar(
             select(User).where(User.email == normalized).with_for_update()
         )
-    ok = await credentials.passwords.verify(user.password_hash if user else None, password)
-    if user is None or not ok:
+    account = normalized or (email or "").strip().lower()[: rules.EMAIL_MAX_LENGTH]
+    if not await _check_password_throttled(work, credentials, throttle, account, user, password):
         raise INVALID_CREDENTIALS
+    assert user is not None
     if not user.is_active:
         raise DomainError("ACCOUNT_DISABLED", "this account is disabled")
     user.last_login_at = work.now
-    if credentials.passwords.needs_rehash(user.password_hash):
-        user.password_hash = await credentials.passwords.hash(password)
     return await _start_session(work, credentials, user)
 
 
@@ -156,6 +194,64 @@ async def refresh(work: Work, credentials: Credentials, *, token: str) -> Sessio
         raise DomainError("ACCOUNT_DISABLED", "this account is disabled")
     row.used_at = work.now
     return await _start_session(work, credentials, user, row.family_id)
+
+
+async def change_password(
+    work: Work, credentials: Credentials, *, current_password: str, new_password: str,
+    throttle: LoginThrottle | None = None,
+) -> Session:
+    """Set a new password, proving the current one, and end every other way into the account:
+    all refresh tokens, all access tokens issued before, and all personal API tokens too — one
+    changes a password after a leak, and a script's token may be what leaked (the owner mints
+    new ones). Returns a fresh session for the caller. A process that cached the caller honours
+    this within PRINCIPAL_CACHE_SECONDS."""
+    user = await _lock_actor(work)
+    # Throttled as sign-ins are: a stolen session must not become a way to guess the password.
+    if not await _check_password_throttled(work, credentials, throttle, user.email, user, current_password):
+        raise DomainError("INVALID_CREDENTIALS", "the current password is incorrect", ("currentPassword",))
+    user.password_hash = await credentials.passwords.hash(rules.check_password(new_password, "newPassword"))
+    await _end_all_sessions(work, user)
+    await work.session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=work.now)
+    )
+    return await _start_session(work, credentials, user)
+
+
+async def logout(work: Work, *, refresh_token: str) -> None:
+    """End the caller's session: its refresh token and every token rotated from the same
+    sign-in. The access token in hand stays valid until it expires (access tokens are not
+    tracked one by one); `logout_everywhere` ends those too."""
+    assert work.actor is not None
+    row = None
+    if refresh_token and len(refresh_token) <= 200:
+        row = await work.session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token)))
+    if row is None or row.user_id != work.actor.user_id:
+        raise DomainError("INVALID_REFRESH_TOKEN", "refresh token is not valid", ("refreshToken",))
+    await work.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=work.now)
+    )
+
+
+async def logout_everywhere(work: Work) -> None:
+    """End all of the caller's sessions: every refresh token and every access token issued so
+    far. Personal API tokens stay (revoke them one by one, or change the password)."""
+    await _end_all_sessions(work, await _lock_actor(work))
+
+
+async def _end_all_sessions(work: Work, user: User) -> None:
+    """Revoke the user's refresh tokens; moving the token epoch on revokes their access tokens."""
+    user.token_epoch += 1
+    work.events.principal_changed(user.id)
+    await work.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=work.now)
+    )
 
 
 async def create_api_token(

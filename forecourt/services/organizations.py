@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from forecourt.auth.tokens import INVITATION_TOKEN_PREFIX, digest, matches, new_secret
 from forecourt.db.models import (
     MemberMinuteLimit,
     MinuteQuota,
@@ -89,8 +90,13 @@ def _admin_of_own_organization(work: Work) -> uuid.UUID:
     return actor.organization_id
 
 
-async def invite_member(work: Work, email: str, role: OrgRole) -> OrganizationInvitation:
-    """An admin invites an email address; inviting it again while pending renews the invitation."""
+async def invite_member(work: Work, email: str, role: OrgRole) -> tuple[OrganizationInvitation, str]:
+    """An admin invites an email address; inviting it again while pending renews the invitation.
+
+    Returns the invitation and its secret, shown to the admin once (only its hash is kept): the
+    invitee needs it to accept, so that registering an address does not by itself let someone
+    join an organization in its owner's place. Renewing issues a new secret; the old one stops
+    working. (Until email delivery lands, the admin passes the secret on themself.)"""
     organization_id = _admin_of_own_organization(work)
     email = normalize_email(email).lower()
     member = await work.session.scalar(
@@ -101,15 +107,15 @@ async def invite_member(work: Work, email: str, role: OrgRole) -> OrganizationIn
         select(OrganizationInvitation).where(
             OrganizationInvitation.organization_id == organization_id, OrganizationInvitation.email == email,
             OrganizationInvitation.status == rules.InvitationStatus.PENDING.value).with_for_update())
+    secret = new_secret(INVITATION_TOKEN_PREFIX)
     if invitation is None:
         invitation = OrganizationInvitation(id=uuid.uuid4(), organization_id=organization_id, email=email,
-                                            invited_by=work.actor.user_id, org_role=role.value,
-                                            expires_at=work.now + rules.INVITATION_TTL)
+                                            invited_by=work.actor.user_id, org_role=role.value)
         work.session.add(invitation)
-    else:
-        invitation.org_role, invitation.expires_at = role.value, work.now + rules.INVITATION_TTL
+    invitation.org_role, invitation.expires_at = role.value, work.now + rules.INVITATION_TTL
+    invitation.token_hash = digest(secret)
     await work.session.flush()
-    return invitation
+    return invitation, secret
 
 
 async def _my_invitation(work: Work, invitation_id: uuid.UUID) -> tuple[OrganizationInvitation, User]:
@@ -124,11 +130,17 @@ async def _my_invitation(work: Work, invitation_id: uuid.UUID) -> tuple[Organiza
     return invitation, user
 
 
-async def accept_invitation(work: Work, invitation_id: uuid.UUID) -> Organization:
+async def accept_invitation(work: Work, invitation_id: uuid.UUID, token: str | None) -> Organization:
+    """Join with the invitation's secret. Always required, for already-registered invitees too:
+    a matching email proves only that someone registered the address (we do not verify
+    addresses yet), whereas the secret reached its owner through the admin. It works once."""
     invitation, user = await _my_invitation(work, invitation_id)
     rules.check_invitation_open(rules.InvitationStatus(invitation.status), invitation.expires_at, work.now)
+    if not matches(token, invitation.token_hash):
+        raise DomainError("INVALID_INVITATION_TOKEN", "This is not the invitation's token", ("token",))
     rules.check_can_join(user.organization_id)
     invitation.status, invitation.responded_at = rules.InvitationStatus.ACCEPTED.value, work.now
+    invitation.token_hash = None
     user.organization_id, user.org_role = invitation.organization_id, invitation.org_role
     work.events.principal_changed(user.id)
     await work.session.flush()
@@ -141,6 +153,7 @@ async def decline_invitation(work: Work, invitation_id: uuid.UUID) -> Organizati
     invitation, _ = await _my_invitation(work, invitation_id)
     rules.check_invitation_open(rules.InvitationStatus(invitation.status), invitation.expires_at, work.now)
     invitation.status, invitation.responded_at = rules.InvitationStatus.DECLINED.value, work.now
+    invitation.token_hash = None
     await work.session.flush()
     return invitation
 

@@ -12,7 +12,7 @@ def codes(err: DomainError) -> set[str]:
     return {e.code for e in err.errors}
 
 
-@pytest.mark.parametrize("password", ["Abcdefg1", "Zz345678", "ÄÖÜabcd9x"])
+@pytest.mark.parametrize("password", ["Gearbox1", "Zz345678", "ÄÖÜabcd9x"])
 def test_password_rule_accepts(password):
     assert rules.check_password(password) == password
 
@@ -133,3 +133,59 @@ def test_kyc_documents_must_be_references():
     assert "REQUIRED" in codes(exc.value)
     data = rules.validate_bidder_kyc(" Ann ", "A123", "1 Road", ["https://files.example/id.png"])
     assert data["fullName"] == "Ann"
+
+
+# ---------------------------------------------------------------- password normalisation
+
+
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+@pytest.mark.parametrize("password", [
+    "A1" + ZERO_WIDTH_SPACE * 6,  # the reported one: two visible characters
+    "Abcdefg1\u200d",  # zero-width joiner
+    "Abcdefg1\u202e",  # right-to-left override
+    "Abcdefg1\ufeff",  # byte-order mark
+    "Abcdefg1\t",  # control
+    "Abcdefg1\u2028",  # line separator
+    "Abcdefg1\ue000",  # private use
+])
+def test_invisible_characters_are_refused(password):
+    with pytest.raises(DomainError) as exc:
+        rules.check_password(password)
+    assert exc.value.code == "INVALID_CHARACTERS" and exc.value.field == ("password",)
+
+
+def test_spaces_are_allowed_but_only_visible_characters_count():
+    assert rules.check_password("Blue 7 horse battery") == "Blue 7 horse battery"
+    with pytest.raises(DomainError) as exc:
+        rules.check_password("A1 b  c  d")  # 10 characters, 5 visible
+    assert exc.value.code == "WEAK_PASSWORD"
+    with pytest.raises(DomainError) as exc:
+        rules.check_password("A1b\u00a0\u3000\u2003cd")  # other spaces become plain ones
+    assert exc.value.code == "WEAK_PASSWORD"
+
+
+def test_the_password_is_normalised_to_nfkc():
+    composed, decomposed = "Caf\u00e9Noir7", "Cafe\u0301Noir7"
+    assert rules.check_password(composed) == rules.check_password(decomposed) == composed
+    assert rules.check_password("\uff27earbox1") == "Gearbox1"  # a full-width G
+    assert rules.normalize_password(decomposed) == composed
+
+
+@pytest.mark.parametrize("password", ["Password1", "PASSWORD123", "Qwerty123!", "Sunshine2024", "Iloveyou!!1",
+                                      "Trustno1", "Football#99", "1Qaz2wsx"])
+def test_common_passwords_are_refused(password):
+    with pytest.raises(DomainError) as exc:
+        rules.check_password(password)
+    assert exc.value.code == "COMMON_PASSWORD"
+
+
+def test_uncommon_passwords_with_a_short_common_stem_pass():
+    assert rules.check_password("Abc1234567") == "Abc1234567"  # stem "abc" is too short to judge
+    assert not rules.is_common_password("Gearbox-Lagos-42")
+
+
+def test_registration_keeps_the_normalised_password():
+    reg = rules.validate_registration("a@example.com", "Cafe\u0301Noir7", None, None)
+    assert reg.password == "Caf\u00e9Noir7"

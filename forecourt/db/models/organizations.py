@@ -80,7 +80,8 @@ class MinuteQuota(Base):
 
 
 class OrganizationInvitation(Base):
-    """An organization admin's invitation to an email address; the invitee accepts it signed in."""
+    """An organization admin's invitation to an email address; the invitee accepts it signed in,
+    with the single-use secret the admin was shown (only its SHA-256 is kept; null once used)."""
 
     __tablename__ = "organization_invitations"
     __table_args__ = (
@@ -100,5 +101,6 @@ class OrganizationInvitation(Base):
     status: Mapped[str] = mapped_column(String(10), nullable=False, server_default="pending")
     invited_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id"), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_at()
     responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
