@@ -222,10 +222,21 @@ CUSTOM_SCALAR_NAMES = sorted(set(re.findall(r"^scalar (\w+)", SDL, flags=re.MULT
 # The live server, its data, and one account per role
 # ---------------------------------------------------------------------------------------------
 
+# These end their caller's sessions: they run as accounts of their own, so the other
+# operations keep theirs.
+ENDS_SESSIONS = {"Mutation.changePassword", "Mutation.logout", "Mutation.logoutEverywhere"}
+
+
+def _headers(tokens: dict[str, str | None]) -> dict[str, dict]:
+    return {role: ({"Authorization": f"Bearer {t}"} if t else {}) for role, t in tokens.items()}
+
+
 class Fuzz:
-    def __init__(self, url: str, tokens: dict[str, str | None], errors: ServerErrors) -> None:
+    def __init__(self, url: str, tokens: dict[str, str | None], spare_tokens: dict[str, str | None],
+                 errors: ServerErrors) -> None:
         self.url = url + "/graphql"
-        self.headers = {role: ({"Authorization": f"Bearer {t}"} if t else {}) for role, t in tokens.items()}
+        self.headers = _headers(tokens)
+        self.spare_headers = _headers(spare_tokens)
         self.session = requests.Session()
         self.errors = errors
         self.cases = 0
@@ -305,13 +316,15 @@ def fuzz(postgres, request):
                 "INSERT INTO transactions (id, user_id, type, amount, balance_delta, held_delta, created_at) "
                 "VALUES (gen_random_uuid(), $1, 'deposit', $2, $2, 0, now())", user_id, Decimal("100000000"))))
             _arrange(client, tokens, server)
+            spare_tokens = {role: token and _register(client, url, role, "approved")[0]
+                            for role, token in tokens.items()}
         tables = asyncio.run(_sql(url, *((f"SELECT id FROM {table} LIMIT 20",) for table in ID_TYPES)))
         pool = [to_global_id(kind, row["id"]) for kind, rows in zip(ID_TYPES.values(), tables, strict=True)
                 for row in rows]
         for name, strategy in {"Money": money(), "DateTime": datetimes(), "JSON": json_values(),
                                "ID": ids(pool)}.items():
             schemathesis.graphql.scalar(name, strategy)
-        state = Fuzz(server.url, tokens, errors)
+        state = Fuzz(server.url, tokens, spare_tokens, errors)
         yield state
         line = (f"fuzz_graphql: {state.cases} cases over {state.operations} operation runs "
                 f"({len(OPERATIONS)} operations x {len(RUNS)} role/mode runs, max {EXAMPLES} examples each) "
@@ -401,7 +414,8 @@ def test_fuzz(fuzz, operation, mode, role):
               suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink],
               print_blob=False)
     def run(case):
-        response = case.call(base_url=fuzz.url, session=fuzz.session, headers=fuzz.headers[role], timeout=30)
+        headers = (fuzz.spare_headers if operation.label in ENDS_SESSIONS else fuzz.headers)[role]
+        response = case.call(base_url=fuzz.url, session=fuzz.session, headers=headers, timeout=30)
         fuzz.cases += 1
         text = response.content.decode("utf-8", "replace")
         problems = response_problems(response.status_code, response.headers.get("content-type", ""), text)

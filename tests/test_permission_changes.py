@@ -7,10 +7,11 @@ import json
 import pytest
 import websockets
 
-from tests.conftest import make_settings
+from tests.conftest import PASSWORD, make_settings
 from tests.harness import GraphQLClient, LiveServer
 from tests.test_catalog import CREATE, vehicle_input
-from tests.test_identity import APPLY, DEALER, REVIEW
+from tests.test_hostile_clients import LOGIN
+from tests.test_identity import APPLY, DEALER, LOGOUT_EVERYWHERE, REVIEW
 from tests.test_organizations import INVITE, REMOVE
 from tests.test_subscriptions import ACCOUNT_EVENTS, open_transport_ws, receive
 from tests.test_training import APPEND, EVENTS, START, explorer_scenario
@@ -23,6 +24,21 @@ async def subscribe(ws, operation_id, query, variables=None):
 
 def errors_of(message):
     return message["payload"] if message["type"] == "error" else message["payload"].get("errors")
+
+
+async def watching_account(server, token):
+    """A socket subscribed to its caller's account events."""
+    ws = await open_transport_ws(server.ws_url, token)
+    assert (await receive(ws))["type"] == "connection_ack"
+    await subscribe(ws, "1", ACCOUNT_EVENTS)
+    await asyncio.sleep(0.3)  # subscribed before what the test does next
+    return ws
+
+
+async def closed_as_forbidden(ws):
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await receive(ws, timeout=5)
+    assert closed.value.rcvd.code == 4403
 
 
 async def test_a_removed_manager_stops_receiving_transcripts(server, gql, make_organization, db):
@@ -61,27 +77,28 @@ async def test_a_removed_manager_stops_receiving_transcripts(server, gql, make_o
 async def test_a_deactivated_users_socket_is_closed(server, make_user, db):
     """Deactivated by an operator's SQL, not through the API: the database announces it."""
     user = await make_user()
-    async with await open_transport_ws(server.ws_url, user.token) as ws:
-        assert (await receive(ws))["type"] == "connection_ack"
-        await subscribe(ws, "1", ACCOUNT_EVENTS)
-        await asyncio.sleep(0.3)
+    async with await watching_account(server, user.token) as ws:
         await db.execute("UPDATE users SET is_active = false WHERE id = $1", user.raw_id)
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await receive(ws, timeout=5)
-        assert closed.value.rcvd.code == 4403
+        await closed_as_forbidden(ws)
 
 
 async def test_a_revoked_api_tokens_socket_is_closed(server, gql, make_user):
     user = await make_user()
     made = await gql('mutation { createApiToken(input: {name: "script"}) { token apiToken { id } } }', token=user.token)
     created = made["data"]["createApiToken"]
-    async with await open_transport_ws(server.ws_url, created["token"]) as ws:
-        assert (await receive(ws))["type"] == "connection_ack"
+    async with await watching_account(server, created["token"]) as ws:
         await gql("mutation($id: ID!) { revokeApiToken(id: $id) { revoked userErrors { code } } }",
                   {"id": created["apiToken"]["id"]}, token=user.token)
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await receive(ws, timeout=5)
-        assert closed.value.rcvd.code == 4403
+        await closed_as_forbidden(ws)
+
+
+async def test_signing_out_everywhere_closes_the_users_sockets(server, gql, make_user):
+    user = await make_user()
+    async with await watching_account(server, user.token) as ws:
+        fresh = await gql(LOGIN, {"e": user.email, "p": PASSWORD})
+        ended = await gql(LOGOUT_EVERYWHERE, token=fresh["data"]["login"]["accessToken"])
+        assert ended["data"]["logoutEverywhere"] == {"userErrors": []}
+        await closed_as_forbidden(ws)
 
 
 @pytest.fixture

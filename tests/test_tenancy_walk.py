@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import websockets
 
+from tests.test_identity import KYC, SUBMIT_KYC
 from tests.test_organizations import REMOVE
 from tests.test_subscriptions import open_transport_ws, receive
 from tests.test_training import APPEND, EVENTS, START, explorer_scenario
@@ -63,6 +64,8 @@ class World:
     session: str
     scenario: str
     organization: str
+    trainee: str
+    application: str
 
 
 def seen_by_id(body, field):
@@ -78,28 +81,50 @@ def path(body, *keys):
     return value
 
 
+def ids(body, *keys):
+    return [edge["node"]["id"] for edge in path(body, *keys, "edges") or []]
+
+
 def reaches(world: World):
-    """(what, query, variables, seen(body)) for every way to the world's objects."""
-    s, c, o = world.session, world.scenario, world.organization
+    """(what, whose, query, variables, seen(body)) for every way to the world's objects; `whose`
+    names who may see it (MAY_SEE)."""
+    s, c, o, u, k = world.session, world.scenario, world.organization, world.trainee, world.application
     return [
-        ("session by id", "query($id: ID!) { trainingSession(id: $id) { id transcript { text } } }",
+        ("session by id", "session", "query($id: ID!) { trainingSession(id: $id) { id transcript { text } } }",
          {"id": s}, lambda b: seen_by_id(b, "trainingSession")),
-        ("session by node", "query($id: ID!) { node(id: $id) { ... on TrainingSession { id transcript { text } } } }",
+        ("session by node", "session",
+         "query($id: ID!) { node(id: $id) { ... on TrainingSession { id transcript { text } } } }",
          {"id": s}, lambda b: seen_by_id(b, "node")),
-        ("session in a list", "{ trainingSessions(first: 100) { edges { node { id } } } }", {},
-         lambda b: s in [e["node"]["id"] for e in path(b, "trainingSessions", "edges") or []]),
-        ("session's trainee and scenario (nested)",
+        ("session in a list", "session", "{ trainingSessions(first: 100) { edges { node { id } } } }", {},
+         lambda b: s in ids(b, "trainingSessions")),
+        ("session's trainee and scenario", "session",
          "query($id: ID!) { trainingSession(id: $id) { trainee { id } scenario { id } } }",
          {"id": s}, lambda b: path(b, "trainingSession", "trainee") is not None),
-        ("scenario by node", "query($id: ID!) { node(id: $id) { ... on Scenario { id objections } } }",
+        ("scenario by node", "organization", "query($id: ID!) { node(id: $id) { ... on Scenario { id objections } } }",
          {"id": c}, lambda b: seen_by_id(b, "node")),
-        ("scenario in a list", "{ scenarios(first: 100) { edges { node { id } } } }", {},
-         lambda b: c in [e["node"]["id"] for e in path(b, "scenarios", "edges") or []]),
-        ("organization by node",
+        ("scenario in a list", "organization", "{ scenarios(first: 100) { edges { node { id } } } }", {},
+         lambda b: c in ids(b, "scenarios")),
+        ("organization by node", "organization",
          "query($id: ID!) { node(id: $id) { ... on Organization { id members { edges { node { id } } } } } }",
          {"id": o}, lambda b: seen_by_id(b, "node")),
-        ("organization through me", "{ me { organization { id members { totalCount } billing { plan } } } }", {},
+        ("organization through me", "member of it",
+         "{ me { organization { id members { totalCount } billing { plan } } } }", {},
          lambda b: (path(b, "me", "organization") or {}).get("id") == o),
+        ("trainee's wallet", "trainee's own", "query($id: ID!) { node(id: $id) { ... on User { wallet { balance } } } }",
+         {"id": u}, lambda b: path(b, "node", "wallet") is not None),
+        ("trainee's API tokens", "trainee's own",
+         "query($id: ID!) { node(id: $id) { ... on User { apiTokens { id } } } }",
+         {"id": u}, lambda b: path(b, "node", "apiTokens") is not None),
+        ("trainee's email", "trainee's own", "query($id: ID!) { node(id: $id) { ... on User { email } } }",
+         {"id": u}, lambda b: path(b, "node", "email") is not None),
+        ("trainee's role and KYC status", "trainee's profile",
+         "query($id: ID!) { node(id: $id) { ... on User { role kycStatus } } }",
+         {"id": u}, lambda b: path(b, "node", "kycStatus") is not None),
+        ("trainee's application by node", "trainee's own",
+         "query($id: ID!) { node(id: $id) { ... on KycApplication { id details } } }",
+         {"id": k}, lambda b: seen_by_id(b, "node")),
+        ("applications in a list", "platform", "{ kycApplications(first: 100) { edges { node { id } } } }", {},
+         lambda b: k in ids(b, "kycApplications")),
     ]
 
 
@@ -115,32 +140,41 @@ async def build_world(gql, db, make_organization, make_user):
     await gql(APPEND, {"id": session_id, "role": "trainee", "text": "Welcome in"}, token=trainee.token)
     organization = (await gql("{ me { organization { id } } }", token=team.admin.token)
                     )["data"]["me"]["organization"]["id"]
+    applied = await gql(SUBMIT_KYC, {"input": KYC}, token=trainee.token)
+    assert applied["data"]["submitKyc"]["userErrors"] == [], applied
+    listed = await gql("{ kycApplications(first: 1) { edges { node { id } } } }", token=platform_admin.token)
+    application = listed["data"]["kycApplications"]["edges"][0]["node"]["id"]
     actors = {"trainee": trainee, "org admin": team.admin, "manager": manager, "member": member,
               "rival admin": rival.admin, "platform admin": platform_admin, "guest": None}
-    return World(session_id, scenario["id"], organization), team, actors
+    return World(session_id, scenario["id"], organization, trainee.id, application), team, actors
 
 
 # Who may see what: the session is its trainee's and their organization's managers'; the
-# scenario and the organization are its members'; platform admins see everything.
+# scenario and the organization are its members'; the trainee's email, wallet, tokens and
+# application are theirs (and platform admins'), their role and KYC status staff's too.
+MEMBERS = {"trainee", "org admin", "manager", "member"}
 MAY_SEE = {
     "session": {"trainee", "org admin", "manager", "platform admin"},
-    "scenario": {"trainee", "org admin", "manager", "member", "platform admin"},
-    "organization": {"trainee", "org admin", "manager", "member", "platform admin"},
+    "organization": MEMBERS | {"platform admin"},
+    "member of it": MEMBERS,
+    "trainee's own": {"trainee", "platform admin"},
+    "trainee's profile": {"trainee", "manager", "platform admin"},  # staff (a platform role)
+    "platform": {"platform admin"},
 }
+THROUGH_THE_ORGANIZATION = {"session", "organization", "member of it"}
 
 
-def expected(what: str, actor: str, removed: frozenset = frozenset()) -> bool:
-    if what == "organization through me":  # one's own organization: members only
-        return actor in MAY_SEE["organization"] - {"platform admin"} and actor not in removed
-    return actor in MAY_SEE[what.split()[0].removesuffix("'s")] and actor not in removed
+def expected(whose: str, actor: str, removed: frozenset = frozenset()) -> bool:
+    """`removed`: those who have left the organization, and with it what they saw through it."""
+    return actor in MAY_SEE[whose] and not (actor in removed and whose in THROUGH_THE_ORGANIZATION)
 
 
 async def walk(server, gql, world, actors, sockets, removed=frozenset()):
     wrong = []
     for actor, account in actors.items():
         token = account.token if account else None
-        for what, query, variables, seen in reaches(world):
-            want = expected(what, actor, removed)
+        for what, whose, query, variables, seen in reaches(world):
+            want = expected(whose, actor, removed)
             for transport, run in (("http", lambda q, v: gql(q, v, token=token)), ("ws", sockets[actor])):
                 body = await run(query, variables)
                 if seen(body) != want:
@@ -148,7 +182,7 @@ async def walk(server, gql, world, actors, sockets, removed=frozenset()):
         for protocol in ("graphql-transport-ws", "graphql-ws"):
             body = await first_event(server.ws_url, token, protocol, world.session)
             got = path(body, "trainingSessionEvents") is not None
-            if got != expected("session events", actor, removed):
+            if got != expected("session", actor, removed):
                 wrong.append((actor, "session events", protocol, body))
     assert wrong == []
 

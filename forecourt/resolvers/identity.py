@@ -171,6 +171,7 @@ async def kyc_applications(
 
 async def account_events(ctx: Context) -> AsyncGenerator[t.AccountEvent, None]:
     assert ctx.principal is not None
+    ctx.ends_with_caller_change = False  # its own account's events: the changes themselves
     async with ctx.state.broadcast.subscribe(user_channel(ctx.principal.user_id)) as events:
         async for message in events:
             await ctx.end_reads()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ class Context:
         self.response = response
         self.connection_params: dict | None = None  # set by the WebSocket handlers
         self.authorization: str | None = None  # a WebSocket's, to authenticate it again
+        self.operations: set[Context] = set()  # a WebSocket's running operations' contexts
+        self.connection: Context | None = None  # a WebSocket operation's connection
+        self.task: asyncio.Task | None = None  # a WebSocket operation's
+        # Whether a WebSocket operation ends when its caller's access changes (auth/changes.py);
+        # one about the caller's own account goes on.
+        self.ends_with_caller_change = True
         self.principal: Principal | None = None
         self.outbox = Outbox()
         self._session: AsyncSession | None = None
@@ -78,10 +85,13 @@ class Context:
 
     def for_operation(self) -> Context:
         """A Context of its own for one operation of a WebSocket connection: the connection's
-        caller, and nothing else shared (operations run concurrently)."""
+        caller, and nothing else shared (operations run concurrently). The connection keeps it
+        in `operations` while it runs."""
         context = Context(self.state, self.request, self.response)
         context.connection_params = self.connection_params
         context.principal = self.principal
+        context.connection = self
+        self.operations.add(context)
         return context
 
     @property

@@ -123,12 +123,13 @@ class PerOperationSchema:
                         context_value: Any = None, root_value: Any = None,
                         operation_name: str | None = None,
                         operation_extensions: Any = None) -> AsyncGenerator[Any, None]:
-        return await self.stream(query, variable_values, context_value, root_value,
-                                 operation_name, operation_extensions, (StrawberryOperationType.SUBSCRIPTION,))
+        return await self.stream(query, variable_values, context_value, root_value, operation_name,
+                                 operation_extensions, (StrawberryOperationType.SUBSCRIPTION,))
 
     @staticmethod
     async def _scoped(results: Any, context: Context,
                       slots: asyncio.Semaphore | None) -> AsyncIterator[Any]:
+        context.task = asyncio.current_task()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if slots is not None:
@@ -139,6 +140,8 @@ class PerOperationSchema:
         finally:
             # Shielded: an operation cancelled twice still returns its connections clean.
             await asyncio.shield(context.close())
+            if context.connection is not None:
+                context.connection.operations.discard(context)
 
 
 def _valid_message(message: Any, operation_types: tuple[str, ...]) -> bool:
@@ -198,8 +201,7 @@ class WatchedSocket:
             context = Context(self.context.state, self.context.request, self.context.response)
             try:
                 await context.authenticate(self.context.authorization)
-            except AuthError:
-                self.unwatch_caller()
+            except AuthError:  # the handler's shutdown unwatches it
                 await self.websocket.close(code=4403, reason="Forbidden")
                 return
             except Exception:  # the database is unreachable: keep the caller until it is back
@@ -209,12 +211,19 @@ class WatchedSocket:
                 await context.close()
             if context.principal != self.context.principal:
                 self.context.principal = context.principal
-                for operation_id in self.running_operations():
-                    await self.end_operation(operation_id, PERMISSIONS_CHANGED)
+                going_on = set()
+                for operation in self.context.operations:
+                    operation.principal = context.principal
+                    if not operation.ends_with_caller_change:
+                        going_on.add(operation.task)
+                for operation_id, task in self.running_operations():
+                    if task not in going_on:
+                        await self.end_operation(operation_id, PERMISSIONS_CHANGED)
             if not self._recheck_again:
                 return
 
-    def running_operations(self) -> list[str]:
+    def running_operations(self) -> list[tuple[str, asyncio.Task | None]]:
+        """Each running operation's id and task."""
         raise NotImplementedError
 
     async def end_operation(self, operation_id: str, error: dict) -> None:
@@ -262,8 +271,8 @@ class PingingTransportWSHandler(WatchedSocket, BaseGraphQLTransportWSHandler):
             self._pinger = asyncio.create_task(self._ping())
             self.watch_caller()
 
-    def running_operations(self) -> list[str]:
-        return list(self.operations)
+    def running_operations(self) -> list[tuple[str, asyncio.Task | None]]:
+        return [(operation_id, operation.task) for operation_id, operation in self.operations.items()]
 
     async def end_operation(self, operation_id: str, error: dict) -> None:
         await self.cleanup_operation(operation_id)
@@ -314,8 +323,8 @@ class LegacyWSHandler(WatchedSocket, BaseGraphQLWSHandler):
         self.unwatch_caller()
         await super().cleanup()
 
-    def running_operations(self) -> list[str]:
-        return list(self.tasks)
+    def running_operations(self) -> list[tuple[str, asyncio.Task | None]]:
+        return list(self.tasks.items())
 
     async def end_operation(self, operation_id: str, error: dict) -> None:
         lane = (self._lanes or {}).get(operation_id)
