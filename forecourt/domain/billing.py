@@ -136,7 +136,8 @@ def parse_invoice(obj: Mapping[str, Any]) -> InvoicePaid:
     details = (parent.get("subscription_details") if isinstance(parent, dict) else None) or {}
     if not isinstance(details, dict):
         raise InvalidEvent("an invoice whose subscription_details is not an object")
-    subscription = object_id(details.get("subscription")) or object_id(obj.get("subscription"))  # new, then pre-2025 place
+    # the new place, then the pre-2025 one
+    subscription = object_id(details.get("subscription")) or object_id(obj.get("subscription"))
     periods = []
     for line in list_items(obj.get("lines")):
         period = line.get("period") if isinstance(line, dict) else None

@@ -434,7 +434,9 @@ async def start_voice(work: Work, session_id: uuid.UUID, client: OpenAI | None, 
     rules.check_time_left(session.started_at, session.minutes_allowed, work.now)
     rules.check_voice_allowed(await _plan(work, session.organization_id))
     if client is None:
-        raise DomainError("PROVIDER_NOT_CONFIGURED", "Voice training needs OpenAI, which is not configured on this server")
+        raise DomainError(
+            "PROVIDER_NOT_CONFIGURED", "Voice training needs OpenAI, which is not configured on this server"
+        )
     scenario = await work.session.get(Scenario, session.scenario_id)
     context = await scenario_context(work, scenario)
     persona = context.persona
@@ -469,7 +471,7 @@ async def complete_session(work: Work, session_id: uuid.UUID, sale_completed: bo
     if llm is not None:
         try:
             evaluation, evaluator = await llm(turns, context.subject, rubric, context), "llm"
-        except Exception as err:  # the provider's failure must not cost the trainee their score
+        except Exception as err:  # noqa: BLE001 (the provider's failure must not cost the trainee their score)
             log.warning("LLM evaluation failed, using the built-in evaluator: %s", err)
     if evaluation is None:
         evaluation = rules.evaluate(turns, context.subject, rubric)
