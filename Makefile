@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make serve   start the API on an embedded PostgreSQL (GraphiQL at http://127.0.0.1:8000/graphql)
-#   make test    run the whole test suite
+#   make test    lint (ruff), type-check (mypy), then run the whole test suite
+#   make lint    just the lint and the type check
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install bench clean
+.PHONY: serve test lint install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +20,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/forecourt serve
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -27,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bids
 
 clean:
-	rm -rf $(VENV) .forecourt .pytest_cache
+	rm -rf $(VENV) .forecourt .pytest_cache .ruff_cache .mypy_cache

@@ -111,7 +111,8 @@ async def dealer_token(url: str, database_url: str) -> str:
     async with httpx.AsyncClient(base_url=url) as client:
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
         body = (await client.post("/graphql", json={"query": """mutation($e: String!) {
-            register(input: {email: $e, password: "Bench1234"}) { accessToken } }""", "variables": {"e": email}})).json()
+            register(input: {email: $e, password: "Bench1234"}) { accessToken } }""",
+            "variables": {"e": email}})).json()
     conn = await asyncpg.connect(plain_url(database_url))
     await conn.execute("UPDATE users SET role = 'dealer', kyc_status = 'approved' WHERE email = $1", email)
     await conn.close()
@@ -156,7 +157,8 @@ async def write_stage(database_url: str, rows: list[dict], jobs: list[float]) ->
     service._write = timed
     try:
         async with session_factory(engine)() as session:
-            actor = await session.scalar(__import__("sqlalchemy").text("SELECT id FROM users WHERE role = 'dealer' LIMIT 1"))
+            actor = await session.scalar(
+                __import__("sqlalchemy").text("SELECT id FROM users WHERE role = 'dealer' LIMIT 1"))
             work = Work(session, Outbox(), datetime.now(UTC), Principal(actor, Role.DEALER, KycStatus.APPROVED))
             drafts = [service.VehicleDraft(
                 vin=r["vin"], year=r["year"], make=r["make"], model=r["model"],
@@ -382,7 +384,8 @@ async def imports(gurl: str, url: str, rounds: int = 3) -> None:
         raw = median["raw COPY into vehicles + queue"]
         print(f"    end to end / raw COPY into vehicles + queue: {median['end to end (HTTP)'] / raw:.2f}"
               f"; import until indexed / the same: {median['import until indexed (HTTP)'] / raw:.2f}")
-        print(f"    write stage / raw COPY into a bare temporary table: {write / median['raw COPY, bare temporary table']:.2f}"
+        print("    write stage / raw COPY into a bare temporary table: "
+              f"{write / median['raw COPY, bare temporary table']:.2f}"
               f"; / bare logged table: {write / median['raw COPY, bare logged table']:.2f}"
               f"; / raw COPY into vehicles + queue: {write / raw:.2f}")
     await conn.close()

@@ -9,11 +9,11 @@ graphql-transport-ws subscribers (asyncio protocols: the `websockets` library's 
 for the handshake, then, by default, a minimal frame reader as lean as the raw side's RESP
 reader; `--client websockets` reads with the library throughout; each a different signed-in
 user, half on each process, all with one selection that includes the viewer-dependent
-`isLeading`; they offer permessage-deflate as browsers do unless `--no-deflate`). One bidder places bids over HTTP, alternating
-between the processes. The latency of a delivery is the time from sending the bid's HTTP
-request to the subscriber's frame being read; the raw baseline's is from PUBLISH to the message
-being read by one of as many plain Redis subscriber connections (asyncio protocol, minimal RESP
-parsing). Both are timestamped as the bytes arrive. Phases:
+`isLeading`; they offer permessage-deflate as browsers do unless `--no-deflate`). One bidder
+places bids over HTTP, alternating between the processes. The latency of a delivery is the time
+from sending the bid's HTTP request to the subscriber's frame being read; the raw baseline's is
+from PUBLISH to the message being read by one of as many plain Redis subscriber connections
+(asyncio protocol, minimal RESP parsing). Both are timestamped as the bytes arrive. Phases:
 
 1. latency: bids / messages at `--rate` per second (default 5: 5,000 deliveries/s);
 2. sustained: at `--sustained-rate` (default 10: 10,000 deliveries/s), all must arrive;

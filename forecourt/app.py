@@ -167,7 +167,7 @@ def create_app(
                 "status": "ok",
                 "latencyMs": round((time.perf_counter() - started) * 1000, 2),
             }
-        except Exception as err:  # reported, not raised: this endpoint exists to say so
+        except Exception as err:  # noqa: BLE001 (reported, not raised: this endpoint exists to say so)
             log.warning("health: database unreachable: %s", err)
             report["database"] = {"status": "unavailable"}
             report["status"] = "degraded"
@@ -175,7 +175,7 @@ def create_app(
         try:
             await broadcasting.ping(state.broadcast, settings)
             report["broadcast"] = {"backend": backend, "status": "ok"}
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (reported, not raised, as above)
             log.warning("health: broadcast unreachable: %s", err)
             report["broadcast"] = {"backend": backend, "status": "unavailable"}
             report["status"] = "degraded"

@@ -2,6 +2,7 @@
 subscriber on either process sees every event once and in order, and closing happens once."""
 
 import asyncio
+import itertools
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -114,7 +115,7 @@ async def test_fifty_bidders_on_two_processes(processes, db):
         amounts = [r["amount"] for r in await db.fetch("SELECT amount FROM bids ORDER BY position")]
         assert row["current_price"] == max(accepted) == amounts[-1]
         assert row["bid_count"] == len(accepted) == len(amounts)
-        assert all(b >= a + D(50000) for a, b in zip(amounts, amounts[1:], strict=False))
+        assert all(b >= a + D(50000) for a, b in itertools.pairwise(amounts))
         assert sorted(amounts) == sorted(accepted)
 
         for ws in subscribers:  # each subscriber, on either process, saw each event once, in order

@@ -105,7 +105,7 @@ async def test_checkout_creates_the_customer_once_and_returns_the_checkout_page(
     assert customer["metadata"] == {"organization_id": str(org.raw_id)} and customer["name"] == "Lagos Motors"
     assert await db.fetchval("SELECT stripe_customer_id FROM organizations WHERE id = $1", org.raw_id) == customer_id
 
-    (path, params, key), = [c for c in stripe_api.calls if c[0] == "/v1/checkout/sessions"]
+    (_path, params, key), = [c for c in stripe_api.calls if c[0] == "/v1/checkout/sessions"]
     assert params == {
         "mode": "subscription", "customer": customer_id, "line_items": {"0": {"price": PRICE_PRO, "quantity": "1"}},
         "success_url": SUCCESS, "cancel_url": CANCEL, "client_reference_id": str(org.raw_id),
@@ -589,7 +589,7 @@ async def test_unbilled_organizations_get_their_minutes_back_every_period(gql, m
                          org.raw_id)
     state = server.app.state.forecourt
     assert await server.call(jobs.renew_minutes, state) == 0  # a period starts; usage kept
-    total, used, period_end = await quota(db, free)
+    _total, used, period_end = await quota(db, free)
     assert used == 50 and period_end == clock.now + timedelta(days=30)
     assert (await quota(db, paid))["period_end"] is None  # Stripe's invoices drive paid periods
 
@@ -600,7 +600,7 @@ async def test_unbilled_organizations_get_their_minutes_back_every_period(gql, m
                      "VALUES ($1, $2, 30, 7)", free.admin.raw_id, free.raw_id)
     assert await server.call(jobs.renew_minutes, state) == 1
     assert await db.fetchval("SELECT used_minutes FROM member_minute_limits") == 0  # members start again too
-    total, used, renewed_end = await quota(db, free)
+    _total, used, renewed_end = await quota(db, free)
     assert used == 0 and renewed_end == period_end + timedelta(days=90) and renewed_end > clock.now
     assert (await quota(db, paid))["used_minutes"] == 50
     assert await server.call(jobs.renew_minutes, state) == 0  # once per period

@@ -175,7 +175,7 @@ async def walk(server, gql, world, actors, sockets, removed=frozenset()):
         token = account.token if account else None
         for what, whose, query, variables, seen in reaches(world):
             want = expected(whose, actor, removed)
-            for transport, run in (("http", lambda q, v: gql(q, v, token=token)), ("ws", sockets[actor])):
+            for transport, run in (("http", lambda q, v, token=token: gql(q, v, token=token)), ("ws", sockets[actor])):
                 body = await run(query, variables)
                 if seen(body) != want:
                     wrong.append((actor, what, transport, body))

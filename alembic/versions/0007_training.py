@@ -5,9 +5,10 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-22
 """
-from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 revision = '0007'
 down_revision = '0006'

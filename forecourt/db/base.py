@@ -22,7 +22,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     # Server-generated values (created_at, updated_at) come back with INSERT/UPDATE ... RETURNING
     # instead of a lazy load, which an async session cannot do.
-    __mapper_args__ = {"eager_defaults": True}
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it as a plain dict)
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:

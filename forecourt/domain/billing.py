@@ -8,7 +8,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from forecourt.domain.errors import DomainError, Validator
@@ -63,7 +63,7 @@ def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionState:
     if sub_id is None or obj.get("object", "subscription") != "subscription":
         raise InvalidEvent("not a subscription")
     try:
-        status = SubscriptionStatus(obj.get("status"))
+        status = SubscriptionStatus(obj.get("status", ""))  # "" is no status either
     except ValueError:
         raise InvalidEvent(f"unknown subscription status {obj.get('status')!r}") from None
     first = next(iter(list_items(obj.get("items"))), None)
@@ -103,8 +103,9 @@ def parse_checkout(obj: Mapping[str, Any]) -> CheckoutCompleted | None:
     if obj.get("mode") != "subscription":
         return None
     labels = metadata(obj)
+    plan_label = labels.get("plan")
     try:
-        plan = PlanTier(labels.get("plan")) if labels.get("plan") else None
+        plan = PlanTier(plan_label) if plan_label else None
     except ValueError:
         plan = None
     return CheckoutCompleted(
@@ -136,12 +137,16 @@ def parse_invoice(obj: Mapping[str, Any]) -> InvoicePaid:
     details = (parent.get("subscription_details") if isinstance(parent, dict) else None) or {}
     if not isinstance(details, dict):
         raise InvalidEvent("an invoice whose subscription_details is not an object")
-    subscription = object_id(details.get("subscription")) or object_id(obj.get("subscription"))  # new, then pre-2025 place
-    periods = []
+    # the new place, then the pre-2025 one
+    subscription = object_id(details.get("subscription")) or object_id(obj.get("subscription"))
+    periods: list[tuple[datetime | None, datetime]] = []
     for line in list_items(obj.get("lines")):
         period = line.get("period") if isinstance(line, dict) else None
         if isinstance(period, dict) and period.get("end") is not None:
-            periods.append((timestamp(period.get("start")), timestamp(period["end"])))
+            # (timestamp() of a value that is not None is a datetime or raises)
+            period_end = timestamp(period["end"])
+            if period_end is not None:
+                periods.append((timestamp(period.get("start")), period_end))
     start, end = max(periods, key=lambda p: p[1]) if periods else (None, None)
     return InvoicePaid(invoice_id, object_id(obj.get("customer")), subscription, start, end)
 
@@ -238,8 +243,8 @@ def validate_checkout_urls(success_url: str | None, cancel_url: str | None, *,
     checks = Validator()
     success = checks.run(validate_redirect_url, success_url, "successUrl", allow_local_http=allow_local_http)
     cancel = checks.run(validate_redirect_url, cancel_url, "cancelUrl", allow_local_http=allow_local_http)
-    checks.check()
-    return success, cancel
+    checks.check()  # raises unless both were valid
+    return cast(str, success), cast(str, cancel)
 
 
 def current_subscription(rows: Iterable[Any]) -> Any | None:
@@ -249,7 +254,7 @@ def current_subscription(rows: Iterable[Any]) -> Any | None:
     if not rows:
         return None
 
-    def rank(row: Any) -> tuple:
+    def rank(row: Any) -> tuple[bool, int, Any]:
         entitled = SubscriptionStatus(row.status) in ENTITLED
         return (entitled, PLAN_RANK[PlanTier(row.plan)] if entitled else 0, row.updated_at)
 

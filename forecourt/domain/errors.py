@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class DomainError(Exception):
@@ -54,7 +58,7 @@ class Validator:
     def add(self, code: str, message: str, *field: str) -> None:
         self.errors.append(DomainError(code, message, field or None))
 
-    def run(self, fn, *args, **kwargs):
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
         """Call a validating function; record its DomainError instead of raising."""
         try:
             return fn(*args, **kwargs)

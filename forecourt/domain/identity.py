@@ -6,6 +6,7 @@ import enum
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -198,7 +199,7 @@ def _documents(docs: list[str] | None, v: Validator) -> list[str]:
 
 def validate_bidder_kyc(
     full_name: str | None, id_number: str | None, address: str | None, documents: list[str] | None
-) -> dict:
+) -> dict[str, Any]:
     v = Validator()
     data = {
         "fullName": v.run(
@@ -220,7 +221,7 @@ def validate_dealer_application(
     address: str | None,
     phone: str | None,
     documents: list[str] | None,
-) -> dict:
+) -> dict[str, Any]:
     v = Validator()
     data = {
         "businessName": v.run(

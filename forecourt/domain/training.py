@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from forecourt.domain.errors import DomainError, Validator
 from forecourt.domain.organizations import PlanTier
@@ -237,7 +238,7 @@ def _evaluation(turns: Sequence[Turn], rubric: dict[Metric, float], scores: tupl
 
 
 # The JSON the LLM evaluator must answer with (OpenAI structured outputs, strict).
-def llm_response_schema(rubric: dict[Metric, float]) -> dict:
+def llm_response_schema(rubric: dict[Metric, float]) -> dict[str, Any]:
     metric = {
         "type": "object",
         "properties": {
@@ -261,7 +262,7 @@ def llm_response_schema(rubric: dict[Metric, float]) -> dict:
     }
 
 
-def from_llm(answer: dict, turns: Sequence[Turn], rubric: dict[Metric, float]) -> Evaluation:
+def from_llm(answer: dict[str, Any], turns: Sequence[Turn], rubric: dict[Metric, float]) -> Evaluation:
     """Check an LLM's scores before trusting them: every rubric metric, 0–100, with a reason
     quoting what the trainee actually said (an invented quote is refused)."""
     said = " ".join(" ".join(t.text.split()).lower() for t in turns)
@@ -413,8 +414,8 @@ def check_override(score: float, reason: str | None) -> str:
     if not 0 <= score <= 100:
         v.add("INVALID_SCORE", "A score is between 0 and 100", "score")
     cleaned = v.run(clean_text, reason, "reason", max_length=1000, required=True, multiline=True)
-    v.check()
-    return cleaned
+    v.check()  # raises unless the reason was given and valid
+    return cast(str, cleaned)
 
 
 def buyer_instructions(*, subject: Subject, description: str, persona_type: str, personality: str,
@@ -491,7 +492,7 @@ def clean_objections(v: Validator, objections: Sequence[dict[str, str | None]]) 
     return cleaned
 
 
-def clean_pricing_tiers(v: Validator, tiers: Sequence[dict]) -> list[dict[str, str]]:
+def clean_pricing_tiers(v: Validator, tiers: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """Named price points, e.g. {"name": "Standard", "price": "49.00"} (money as a string)."""
     if len(tiers) > LIST_MAX:
         v.add("TOO_MANY", f"At most {LIST_MAX} pricing tiers", "pricingTiers")
@@ -518,8 +519,8 @@ def validate_scenario(draft: ScenarioDraft) -> ValidScenario:
         v.add("INVALID_SCORE", "The pass score is between 0 and 100", "passScore")
     rubric = v.run(validate_rubric, draft.rubric)
     customer_type = v.run(clean_text, draft.customer_type, "customerType", max_length=60)
-    valid = ValidScenario(
-        name=name, description=description, difficulty=draft.difficulty, rubric=rubric or {},
+    valid = ValidScenario(  # (name and description are None only if v.check() below raises)
+        name=cast(str, name), description=cast(str, description), difficulty=draft.difficulty, rubric=rubric or {},
         objections=clean_items(v, draft.objections, "objections"),
         pain_points=clean_items(v, draft.pain_points, "painPoints"),
         key_features=clean_items(v, draft.key_features, "keyFeatures"),

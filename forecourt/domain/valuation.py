@@ -90,7 +90,8 @@ def age_factor(age: float) -> float:
     if age <= 0:
         return 1.0
     first = min(age, 1.0)
-    return (1 - FIRST_YEAR_DEPRECIATION * first) * (1 - YEARLY_DEPRECIATION) ** max(age - 1, 0)
+    retained: float = (1 - FIRST_YEAR_DEPRECIATION * first) * (1 - YEARLY_DEPRECIATION) ** max(age - 1, 0)
+    return retained
 
 
 def mileage_factor(mileage_km: int | None, age: float) -> float:

@@ -134,7 +134,9 @@ async def accept_organization_invitation(
     return await run_mutation(ctx, OrganizationPayload, op)
 
 
-async def decline_organization_invitation(ctx: Context, data: OrganizationInvitationInput) -> OrganizationInvitationPayload:
+async def decline_organization_invitation(
+    ctx: Context, data: OrganizationInvitationInput
+) -> OrganizationInvitationPayload:
     async def op(work):
         invitation = await service.decline_invitation(work, _invitation_id(data.invitation_id))
         org = await work.session.get(Organization, invitation.organization_id)

@@ -76,7 +76,9 @@ class BidType(Node):
     created_at: datetime
 
     # Viewer-dependent: keep _event_audience in step (AUCTION_EVENT_VISIBILITY).
-    @strawberry.field(description="The bidder, shown to themself, the seller and staff; null otherwise and for platform bids.")
+    @strawberry.field(
+        description="The bidder, shown to themself, the seller and staff; null otherwise and for platform bids."
+    )
     async def bidder(self, info: strawberry.Info) -> UserType | None:
         viewer = info.context.principal
         if self.bidder_id is None or not (
@@ -113,7 +115,9 @@ class AuctionType(Node):
     start_price: Money
     reserve_met: bool
     current_price: Money = strawberry.field(description="The highest bid, or the start price before the first bid.")
-    bid_increment: Money = strawberry.field(description="The raise required over the current price (tiered by price unless fixed).")
+    bid_increment: Money = strawberry.field(
+        description="The raise required over the current price (tiered by price unless fixed)."
+    )
     minimum_next_bid: Money
     deposit_percent: float
     reserve_protection: bool = strawberry.field(
@@ -140,7 +144,9 @@ class AuctionType(Node):
         return None if viewer is None else self.leader_id == viewer.user_id
 
     @strawberry.field
-    async def vehicle(self, info: strawberry.Info) -> Annotated[VehicleType, strawberry.lazy("forecourt.schema.catalog")]:
+    async def vehicle(
+        self, info: strawberry.Info
+    ) -> Annotated[VehicleType, strawberry.lazy("forecourt.schema.catalog")]:
         from forecourt.schema.catalog import load_vehicle
 
         return await load_vehicle(info.context, self.vehicle_id)

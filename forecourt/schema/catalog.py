@@ -178,7 +178,9 @@ class VehicleType(Node):
             return self.prefetched["latest_valuation"]
         return _load_latest_valuation(info.context, self.vehicle_id)
 
-    @strawberry.field(description="The nearest vehicles by price, age, mileage, body, fuel, drivetrain, power and condition.")
+    @strawberry.field(
+        description="The nearest vehicles by price, age, mileage, body, fuel, drivetrain, power and condition."
+    )
     async def similar(self, info: strawberry.Info, first: int | None = 5) -> list[VehicleType]:
         k = max(0, min(5 if first is None else first, MAX_SIMILAR))
         if k == 0:

@@ -68,9 +68,7 @@ def format_errors(errors: list[GraphQLError], execution_context: Any, *, debug: 
         if "code" in extensions:
             continue
         original = error.original_error
-        if isinstance(original, AuthError):
-            extensions["code"] = original.code
-        elif isinstance(original, StreamInterrupted):
+        if isinstance(original, (AuthError, StreamInterrupted)):
             extensions["code"] = original.code
         elif isinstance(original, DomainError):
             extensions.update(code=BAD_USER_INPUT, reason=original.code)

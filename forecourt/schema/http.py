@@ -384,7 +384,7 @@ class GraphQLView(GraphQL):
                     response = error_response(
                         401, err.message, err.code, {"WWW-Authenticate": "Bearer"}
                     )
-                except Exception as err:  # never a plain-text 500
+                except Exception as err:  # noqa: BLE001 (never a plain-text 500)
                     response = _failure_response(err)
                 await response(scope, receive, send)
             else:

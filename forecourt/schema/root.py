@@ -45,8 +45,8 @@ from forecourt.schema.catalog import (
 from forecourt.schema.errors import format_errors
 from forecourt.schema.execution import Executor
 from forecourt.schema.limits import Limits, RequestLimits
-from forecourt.schema.rate_limits import OperationRateLimits
 from forecourt.schema.organizations import CreateOrganizationInput, OrganizationPayload
+from forecourt.schema.rate_limits import OperationRateLimits
 from forecourt.schema.relay import NODE_RESOLVERS, Connection, Node, from_global_id
 from forecourt.schema.scalars import SCALAR_MAP
 from forecourt.schema.valuation import ValuationInput, ValuationType
@@ -269,7 +269,9 @@ class Mutation:
     ) -> ot.OpenBillingPortalPayload:
         return await organizations.open_billing_portal(info.context, input)
 
-    @guarded_mutation(description="Allocate an organization's training minutes for this period (platform admins; audited).")
+    @guarded_mutation(
+        description="Allocate an organization's training minutes for this period (platform admins; audited)."
+    )
     async def set_minute_quota(self, info: strawberry.Info, input: ot.SetMinuteQuotaInput) -> OrganizationPayload:
         return await organizations.set_minute_quota(info.context, input)
 
@@ -313,7 +315,9 @@ class Mutation:
     async def cancel_auction(self, info: strawberry.Info, input: at.CancelAuctionInput) -> at.AuctionPayload:
         return await auctions.cancel_auction(info.context, input)
 
-    @guarded_mutation(description="The winner pays the hammer price from their wallet; the held deposit counts towards it.")
+    @guarded_mutation(
+        description="The winner pays the hammer price from their wallet; the held deposit counts towards it."
+    )
     async def settle_auction(self, info: strawberry.Info, input: at.SettleAuctionInput) -> at.AuctionPayload:
         return await auctions.settle_auction(info.context, input)
 
@@ -365,7 +369,9 @@ class Mutation:
     ) -> tt.TrainingSessionPayload:
         return await training.override_training_score(info.context, input)
 
-    @guarded_mutation(description="Cap (or uncap, with null) a member's training minutes per period (organization admins; audited).")
+    @guarded_mutation(
+        description="Cap (or uncap, with null) a member's training minutes per period (organization admins; audited)."
+    )
     async def set_member_minute_limit(
         self, info: strawberry.Info, input: tt.SetMemberMinuteLimitInput
     ) -> tt.MemberMinuteLimitPayload:
@@ -378,7 +384,9 @@ class Mutation:
     async def create_voice_session(self, info: strawberry.Info, session_id: strawberry.ID) -> tt.VoiceSessionPayload:
         return await training.create_voice_session(info.context, session_id)
 
-    @guarded_mutation(description="A scenario for your organization (its admins), or a shared preset (platform admins).")
+    @guarded_mutation(
+        description="A scenario for your organization (its admins), or a shared preset (platform admins)."
+    )
     async def create_scenario(self, info: strawberry.Info, input: tt.CreateScenarioInput) -> tt.ScenarioPayload:
         return await training.create_scenario(info.context, input)
 
@@ -449,7 +457,8 @@ def root_operations(schema: strawberry.Schema) -> dict[str, list]:
                 if isinstance(ext, PermissionExtension)
                 for p in ext.permissions
             ]
-            found[f"{definition.name}.{field.graphql_name or schema.config.name_converter.get_graphql_name(field)}"] = classes
+            name = field.graphql_name or schema.config.name_converter.get_graphql_name(field)
+            found[f"{definition.name}.{name}"] = classes
     return found
 
 

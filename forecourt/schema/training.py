@@ -22,7 +22,9 @@ from forecourt.services.training import can_see_session, can_use_scenario
 
 TrainingStatusEnum = strawberry.enum(TrainingStatus, name="TrainingStatus")
 TrainingEventTypeEnum = strawberry.enum(EventType, name="TrainingEventType")
-MetricEnum = strawberry.enum(Metric, name="TrainingMetric", description="Rubric metrics (their values are the metric names).")
+MetricEnum = strawberry.enum(
+    Metric, name="TrainingMetric", description="Rubric metrics (their values are the metric names)."
+)
 
 
 @strawberry.enum(description="The seed rubrics: dealership (000) and retail (001).")
@@ -473,7 +475,10 @@ class VoiceSessionPayload:
     user_errors: list[UserError]
 
 
-@strawberry.type(name="MemberMinuteLimit", description="A member's training minutes per period, capped by their organization's admins.")
+@strawberry.type(
+    name="MemberMinuteLimit",
+    description="A member's training minutes per period, capped by their organization's admins.",
+)
 class MemberMinuteLimitType:
     user_id: strawberry.Private[uuid.UUID]
     limit_minutes: int

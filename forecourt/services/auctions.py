@@ -187,7 +187,9 @@ async def create(work: Work, vehicle_id: uuid.UUID, terms: AuctionTerms, reserve
             raise DomainError("VEHICLE_IN_AUCTION", "This vehicle is already in an active auction",
                               ("vehicleId",)) from None
         raise
-    await set_vehicle_status(work.session, vehicle_id, VehicleStatus.IN_AUCTION, work.now, "auction_created", auction_id)
+    await set_vehicle_status(
+        work.session, vehicle_id, VehicleStatus.IN_AUCTION, work.now, "auction_created", auction_id
+    )
     return dict((await work.session.execute(select(A).where(A.c.id == auction_id))).mappings().one())
 
 

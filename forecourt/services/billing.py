@@ -26,6 +26,7 @@ from forecourt.db.models import BillingSubscription, MinuteQuota, Organization
 from forecourt.domain import billing as rules
 from forecourt.domain.errors import DomainError
 from forecourt.domain.organizations import PLAN_MINUTES, OrgRole, PlanTier
+from forecourt.domain.webhooks import timestamp
 from forecourt.integrations.openai import not_configured
 from forecourt.integrations.stripe import Stripe, WebhookEvent
 from forecourt.services import Work, training
@@ -250,7 +251,7 @@ async def _subscription_changed(work: Work, event: WebhookEvent, state: rules.Su
     row = await work.session.scalar(
         select(BillingSubscription).where(BillingSubscription.stripe_subscription_id == state.id).with_for_update())
     assert row is not None
-    created = rules.timestamp(event.created)
+    created = timestamp(event.created)
     if rules.is_stale(created, row.last_event_at):
         log.info("stripe event %s (%s) for subscription %s is older than the state applied; ignored",
                  event.id, event.type, state.id)

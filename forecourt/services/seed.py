@@ -117,7 +117,8 @@ async def seed(work: Work, credentials: Credentials, *, vehicles: int = 300) -> 
         age = work.now.year - year
         condition = rng.choices([c for c, _ in CONDITION_WEIGHTS], [w for _, w in CONDITION_WEIGHTS])[0]
         base = entry.price_local_used or entry.price_foreign_used
-        price = (base * Decimal(str(round(rng.uniform(0.8, 1.35) * 0.9 ** max(age - 3, 0), 3)))).quantize(Decimal("1000"))
+        factor = Decimal(str(round(rng.uniform(0.8, 1.35) * 0.9 ** max(age - 3, 0), 3)))
+        price = (base * factor).quantize(Decimal("1000"))
         drafts.append(VehicleDraft(
             vin=_vin(rng), year=year, make=entry.make, model=entry.model, condition=condition,
             catalog_entry_id=entry.id, trim=entry.trim,

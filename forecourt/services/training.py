@@ -33,7 +33,7 @@ from forecourt.db.models import (
     User,
 )
 from forecourt.domain import training as rules
-from forecourt.domain.errors import DomainError
+from forecourt.domain.errors import DomainError, Validator
 from forecourt.domain.identity import Role as PlatformRole
 from forecourt.domain.organizations import OrgRole, PlanTier
 from forecourt.domain.text import clean_text
@@ -156,7 +156,7 @@ async def create_persona(work: Work, *, type: str, personality: str, budget: str
                          priorities: Sequence[str], background: str | None,
                          organization_id: uuid.UUID | None = None, preset: bool = False) -> BuyerPersona:
     org = _target_organization(work, organization_id, preset=preset)
-    v = rules.Validator()
+    v = Validator()
     persona = BuyerPersona(
         id=uuid.uuid4(), organization_id=org,
         type=v.run(clean_text, type, "type", max_length=60, required=True),
@@ -177,7 +177,7 @@ async def create_product(work: Work, *, name: str, category: str | None, descrip
                          pricing_tiers: Sequence[dict[str, Any]], training_tips: Sequence[str],
                          organization_id: uuid.UUID | None = None, preset: bool = False) -> TrainingProduct:
     org = _target_organization(work, organization_id, preset=preset)
-    v = rules.Validator()
+    v = Validator()
     product = TrainingProduct(
         id=uuid.uuid4(), organization_id=org,
         name=v.run(clean_text, name, "name", max_length=120, required=True),
@@ -199,7 +199,7 @@ async def create_scenario(work: Work, draft: rules.ScenarioDraft, *, persona_id:
                           catalog_entry_id: uuid.UUID | None, product_id: uuid.UUID | None,
                           organization_id: uuid.UUID | None = None, preset: bool = False) -> Scenario:
     org = _target_organization(work, organization_id, preset=preset)
-    v = rules.Validator()
+    v = Validator()
     valid = v.run(rules.validate_scenario, draft)
     if (catalog_entry_id is None) == (product_id is None):
         v.add("ONE_SUBJECT", "A scenario sells one thing: give a vehicleId or a productId", "vehicleId")
@@ -434,7 +434,9 @@ async def start_voice(work: Work, session_id: uuid.UUID, client: OpenAI | None, 
     rules.check_time_left(session.started_at, session.minutes_allowed, work.now)
     rules.check_voice_allowed(await _plan(work, session.organization_id))
     if client is None:
-        raise DomainError("PROVIDER_NOT_CONFIGURED", "Voice training needs OpenAI, which is not configured on this server")
+        raise DomainError(
+            "PROVIDER_NOT_CONFIGURED", "Voice training needs OpenAI, which is not configured on this server"
+        )
     scenario = await work.session.get(Scenario, session.scenario_id)
     context = await scenario_context(work, scenario)
     persona = context.persona
@@ -469,7 +471,7 @@ async def complete_session(work: Work, session_id: uuid.UUID, sale_completed: bo
     if llm is not None:
         try:
             evaluation, evaluator = await llm(turns, context.subject, rubric, context), "llm"
-        except Exception as err:  # the provider's failure must not cost the trainee their score
+        except Exception as err:  # noqa: BLE001 (the provider's failure must not cost the trainee their score)
             log.warning("LLM evaluation failed, using the built-in evaluator: %s", err)
     if evaluation is None:
         evaluation = rules.evaluate(turns, context.subject, rubric)
