@@ -1,20 +1,32 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make serve   start the API on an embedded PostgreSQL (GraphiQL at http://127.0.0.1:8000/graphql)
 #   make test    run the whole test suite
+# Dependencies are installed exactly as requirements.lock pins them (versions and hashes);
+# `make lock` updates the lock after a change to pyproject.toml's dependencies.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
 
-.PHONY: serve test install bench clean
+.PHONY: serve test install lock bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The lock: every runtime and test dependency, for every platform, with the hashes of all
+# their files, resolved for Python 3.11 (the oldest supported).
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/python -m uv pip compile pyproject.toml --extra test --universal \
+		--python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+		--quiet --output-file requirements.lock
 
 serve: $(STAMP)
 	$(BIN)/forecourt serve
