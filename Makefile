@@ -20,13 +20,15 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 # The lock: every runtime and test dependency, for every platform, with the hashes of all
-# their files, resolved for Python 3.11 (the oldest supported).
+# their files, resolved for Python 3.11 (the oldest supported). It keeps the pins it has unless
+# asked: `make lock LOCK_ARGS=--upgrade` (everything) or `LOCK_ARGS="--upgrade-package NAME"`.
+# uv goes in a folder of its own, outside the project's environment.
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/python -m uv pip compile pyproject.toml --extra test --universal \
+	test -x $(VENV)/uv/bin/uv || $(BIN)/python -m pip install --quiet --target $(VENV)/uv uv==$(UV_VERSION)
+	$(VENV)/uv/bin/uv pip compile pyproject.toml --extra test --universal \
 		--python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
-		--quiet --output-file requirements.lock
+		--quiet --output-file requirements.lock $(LOCK_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/forecourt serve
