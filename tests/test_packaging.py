@@ -142,3 +142,76 @@ def test_docker_compose_file_is_valid(tmp_path):
                              capture_output=True, text=True, timeout=60, cwd=ROOT,
                              env={k: v for k, v in os.environ.items() if k != "JWT_SECRET"})
     assert missing.returncode != 0 and "JWT_SECRET" in missing.stderr
+
+
+def _imported_top_levels(folder: Path) -> dict[str, str]:
+    """Top-level module → a file importing it, for every absolute import under folder."""
+    import ast
+
+    found: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.partition(".")[0], str(path.relative_to(ROOT)))
+    return found
+
+
+def _declared(*extras: str) -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in extras:
+        requirements += project["optional-dependencies"][extra]
+    return {_normal(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requirements}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.parametrize(("folder", "extras"), [("forecourt", ()), ("tests", ("test",)), ("bench", ("test",))])
+def test_every_imported_distribution_is_declared(folder, extras):
+    """A module that works only because something else happened to pull its distribution in
+    breaks the day that something changes: forecourt/ imports only its dependencies, tests/ and
+    bench/ those and the test extra's."""
+    from importlib.metadata import packages_distributions
+
+    provided = packages_distributions()
+    local = {"forecourt", "tests", "bench"}
+    declared = _declared(*extras)
+    undeclared = {
+        module: (where, provided.get(module))
+        for module, where in _imported_top_levels(ROOT / folder).items()
+        if module not in sys.stdlib_module_names and module not in local
+        and not any(_normal(dist) in declared for dist in provided.get(module, []))
+    }
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+def test_the_lock_satisfies_pyproject():
+    """A dependency added or raised in pyproject.toml without `make lock` fails here, not on
+    the next machine that installs the lock."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in locked_versions(ROOT / "requirements.lock").splitlines():
+        name, _, version = line.partition(";")[0].strip().partition("==")
+        pins[_normal(name)] = version
+    for text in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        requirement = Requirement(text)
+        name = _normal(requirement.name)
+        assert name in pins, f"{requirement.name} is not in requirements.lock: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"requirements.lock pins {requirement.name}=={pins[name]}, pyproject.toml asks {text}: "
+            "run make lock"
+        )
