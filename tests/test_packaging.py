@@ -215,3 +215,13 @@ def test_the_lock_satisfies_pyproject():
             f"requirements.lock pins {requirement.name}=={pins[name]}, pyproject.toml asks {text}: "
             "run make lock"
         )
+
+
+def test_the_wheel_test_builds_from_what_the_image_copies():
+    """The wheel above is built from SHIPPED because the Dockerfile copies exactly that (and
+    the lock it installs first)."""
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied.update(line.split()[1:-1])
+    assert copied == {*SHIPPED, "requirements.lock"}
