@@ -1,7 +1,7 @@
 """The bid path's SQL, run on a raw asyncpg connection: it is the hottest write in the product,
 and one round trip to lock, check and write (plus one to read, when the writer does not know
 the auction as it is) is what lets a busy auction keep up (bid_context(),
-alembic/versions/0012_bid_write.py; write_bids(), 0014_bid_write_version.py)."""
+forecourt/db/migrations/versions/0012_bid_write.py; write_bids(), 0014_bid_write_version.py)."""
 
 from __future__ import annotations
 
