@@ -8,9 +8,9 @@ import gc
 import uuid
 
 import asyncpg
+from alembic import command
 from sqlalchemy.dialects import postgresql
 
-from alembic import command
 from forecourt.db.engine import plain_url
 from forecourt.db.migrate import alembic_config
 from forecourt.db.queries import catalog as queries

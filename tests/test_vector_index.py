@@ -8,8 +8,8 @@ import uuid
 
 import asyncpg
 import pytest
-
 from alembic import command
+
 from forecourt.db.engine import plain_url
 from forecourt.db.migrate import alembic_config
 from forecourt.db.queries import catalog as queries

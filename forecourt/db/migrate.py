@@ -14,9 +14,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from alembic.config import Config
-
 from alembic import command
+from alembic.config import Config
 
 _resources = ExitStack()
 atexit.register(_resources.close)

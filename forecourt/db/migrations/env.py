@@ -2,11 +2,11 @@
 
 import asyncio
 
+from alembic import context
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import forecourt.db.models  # noqa: F401  (fills the metadata)
-from alembic import context
 from forecourt.db.base import Base
 from forecourt.db.engine import asyncpg_url
 

@@ -5,10 +5,9 @@ Revises: 0001
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
+from alembic import op
 from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects import postgresql
-
-from alembic import op
 
 revision = '0002'
 down_revision = '0001'

@@ -5,9 +5,8 @@ Revises: 0003
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
-from pgvector.sqlalchemy import Vector
-
 from alembic import op
+from pgvector.sqlalchemy import Vector
 
 revision = '0004'
 down_revision = '0003'

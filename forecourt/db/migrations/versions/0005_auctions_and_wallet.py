@@ -5,9 +5,8 @@ Revises: 0004
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = '0005'
 down_revision = '0004'

@@ -6,9 +6,8 @@ Revises: 0006
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = '0007'
 down_revision = '0006'

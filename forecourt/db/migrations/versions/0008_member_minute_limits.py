@@ -5,7 +5,6 @@ Revises: 0007
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = '0008'

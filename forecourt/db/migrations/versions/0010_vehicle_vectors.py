@@ -6,9 +6,8 @@ Revises: 0009
 Create Date: 2026-11-22
 """
 import sqlalchemy as sa
-from pgvector.sqlalchemy import Vector
-
 from alembic import op
+from pgvector.sqlalchemy import Vector
 
 revision = '0010'
 down_revision = '0009'

@@ -7,7 +7,6 @@ Revises: 0010
 Create Date: 2026-11-28
 """
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = '0011'

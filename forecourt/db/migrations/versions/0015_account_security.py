@@ -10,7 +10,6 @@ Revises: 0014
 Create Date: 2026-11-30
 """
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = '0015'
