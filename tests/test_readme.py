@@ -28,7 +28,7 @@ from forecourt.config import Settings
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 README_URL = "127.0.0.1:8000"
-BLOCK = re.compile(r"^```(\w+) walkthrough\n(.*?)^```$", re.S | re.M)
+BLOCK = re.compile(r"^```(\w+) walkthrough\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 PLACEHOLDER = re.compile(r"\$([A-Z][A-Z_]*)")
 # root field of an answer -> (placeholder, path to the value)
 CAPTURES = {
@@ -45,14 +45,14 @@ def readme() -> str:
 
 def test_configuration_table_is_the_settings():
     text = readme()
-    found = re.search(r"<!-- settings -->\n(.*?)<!-- /settings -->", text, re.S)
+    found = re.search(r"<!-- settings -->\n(.*?)<!-- /settings -->", text, re.DOTALL)
     assert found, "README.md needs a <!-- settings --> ... <!-- /settings --> section"
     table = found.group(1)
     assert table == settings_table(), (
         "the README's configuration table is out of date: "
         "replace it with the output of `python -m forecourt config table`"
     )
-    variables = re.findall(r"^\| `([A-Z0-9_]+)` \|", table, re.M)
+    variables = re.findall(r"^\| `([A-Z0-9_]+)` \|", table, re.MULTILINE)
     assert variables == [f.alias for f in Settings.model_fields.values()]
     assert all(f.description for f in Settings.model_fields.values())
     secrets = [f.alias for f in Settings.model_fields.values() if f.repr is False]
@@ -88,7 +88,7 @@ def capture(data: dict, values: dict[str, str]) -> None:
 def run_graphql(block: str, server_url: str, values: dict[str, str]) -> dict:
     block = substitute(block, values)
     headers = {}
-    first, _, rest = block.partition("\n")
+    first, _, _rest = block.partition("\n")
     if first.startswith("# headers:"):
         headers = json.loads(first.removeprefix("# headers:"))
     response = httpx.post(f"{server_url}/graphql", json={"query": block}, headers=headers, timeout=30)
@@ -129,16 +129,20 @@ async def test_walkthrough_runs(server, database_url, tmp_path):
             pending, background = background, []
             if kind == "sh":
                 script = block.replace(f"http://{README_URL}", http_url)
-                done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, capture_output=True,
-                                      text=True, timeout=60, env={**env, **values})
+                done = subprocess.run(  # noqa: ASYNC221 (the server runs in its own thread)
+                    ["bash", "-euo", "pipefail", "-c", script], check=False, cwd=work, capture_output=True,
+                    text=True, timeout=60, env={**env, **values},
+                )
                 assert done.returncode == 0, (block, done.stdout, done.stderr)
             elif kind == "graphql":
                 run_graphql(block, http_url, values)
             elif kind == "python":
                 path = tmp_path / "walkthrough.py"
                 path.write_text(block.replace(f"ws://{README_URL}", ws_url))
-                proc = subprocess.Popen([sys.executable, str(path)], cwd=work, env={**env, **values},
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                proc = subprocess.Popen(  # noqa: ASYNC220
+                    [sys.executable, str(path)], cwd=work, env={**env, **values},
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                )
                 background.append((proc, block))
             else:
                 raise AssertionError(f"unknown walkthrough block kind {kind!r}")
