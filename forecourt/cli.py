@@ -1,4 +1,4 @@
-"""The `forecourt` command: serve, migrate, users, schema export."""
+"""The `forecourt` command: serve, migrate, seed, users, reindex, import, schema export, config table."""
 
 from __future__ import annotations
 
@@ -221,6 +221,37 @@ def cmd_schema_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def settings_table() -> str:
+    """The README's configuration table, in markdown: every Settings field's environment
+    variable, default and description. Secrets' and unset defaults are shown as "—"."""
+    from pydantic_core import PydanticUndefined
+
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        if field.default_factory is not None:
+            default = field.default_factory()
+        else:
+            default = field.default
+        if field.repr is False or default is None or default is PydanticUndefined:
+            shown = "—"
+        elif isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif isinstance(default, float) and default.is_integer():
+            shown = f"`{int(default)}`"
+        elif isinstance(default, list):
+            shown = f"`{default}`" if default else "`[]`"
+        else:
+            shown = f"`{default}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{field.alias}` | {shown} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+def cmd_config_table(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(settings_table())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forecourt", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -267,6 +298,11 @@ def parser() -> argparse.ArgumentParser:
         dest="schema", required=True
     )
     schema.add_parser("export", help="print the SDL").set_defaults(run=cmd_schema_export)
+
+    config = sub.add_parser("config", help="the settings").add_subparsers(dest="config", required=True)
+    config.add_parser(
+        "table", help="print the settings as a markdown table (the README's)"
+    ).set_defaults(run=cmd_config_table)
     return p
 
 
