@@ -224,7 +224,7 @@ def cmd_schema_export(args: argparse.Namespace, settings: Settings) -> int:
 def settings_table() -> str:
     """The README's configuration table, in markdown: every Settings field's environment
     variable, default and description. Secrets' and unset defaults are shown as "—"."""
-    from pydantic_core import PydanticUndefined
+    from pydantic.fields import PydanticUndefined
 
     rows = ["| variable | default | description |", "|---|---|---|"]
     for field in Settings.model_fields.values():

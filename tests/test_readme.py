@@ -129,7 +129,7 @@ async def test_walkthrough_runs(server, database_url, tmp_path):
             pending, background = background, []
             if kind == "sh":
                 script = block.replace(f"http://{README_URL}", http_url)
-                done = subprocess.run(  # noqa: ASYNC221 (the server runs in its own thread)
+                done = subprocess.run(
                     ["bash", "-euo", "pipefail", "-c", script], check=False, cwd=work, capture_output=True,
                     text=True, timeout=60, env={**env, **values},
                 )
@@ -139,7 +139,7 @@ async def test_walkthrough_runs(server, database_url, tmp_path):
             elif kind == "python":
                 path = tmp_path / "walkthrough.py"
                 path.write_text(block.replace(f"ws://{README_URL}", ws_url))
-                proc = subprocess.Popen(  # noqa: ASYNC220
+                proc = subprocess.Popen(
                     [sys.executable, str(path)], cwd=work, env={**env, **values},
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 )
