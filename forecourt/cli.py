@@ -228,10 +228,7 @@ def settings_table() -> str:
 
     rows = ["| variable | default | description |", "|---|---|---|"]
     for field in Settings.model_fields.values():
-        if field.default_factory is not None:
-            default = field.default_factory()
-        else:
-            default = field.default
+        default = field.get_default(call_default_factory=True, validated_data={})
         if field.repr is False or default is None or default is PydanticUndefined:
             shown = "—"
         elif isinstance(default, bool):

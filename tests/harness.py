@@ -26,7 +26,7 @@ from forecourt.app import create_app
 from forecourt.config import Settings
 from forecourt.db import embedded
 from forecourt.db.migrate import upgrade
-from forecourt.server import HttpProtocol, uvicorn_options
+from forecourt.server import uvicorn_options
 
 TEMPLATE = "forecourt_template"
 _database_numbers = itertools.count(1)
@@ -159,7 +159,7 @@ class ThreadServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", ws_ping_interval=None, lifespan="on",
-                                http=HttpProtocol or "auto", **options)
+                                **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

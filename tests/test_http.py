@@ -1,11 +1,8 @@
-"""GraphQL over HTTP: status codes, error bodies, GraphiQL, health, body limits, and each small
-response in one TCP segment."""
+"""GraphQL over HTTP: status codes, error bodies, GraphiQL, health and body limits."""
 
-import asyncio
 
 import httpx
 
-from forecourt.server import CoalescingTransport
 from tests.conftest import make_settings
 from tests.harness import LiveServer
 
@@ -146,43 +143,4 @@ async def test_unexpected_errors_are_masked(monkeypatch, gql, make_user):
     assert error["message"] == "Internal server error"
     assert error["extensions"]["code"] == "INTERNAL"
     assert "secret" not in str(body)
-
-
-# ------------------------------------------------------------ one segment per small response
-
-
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
-HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
-
-
-async def test_a_response_head_waits_for_its_body_within_one_turn_of_the_loop():
-    raw = RecordingTransport()
-    transport = CoalescingTransport(raw, asyncio.get_running_loop())
-    transport.write(HEAD)
-    transport.write(b"{}")
-    assert raw.writes == [HEAD + b"{}"]
-    transport.write(HEAD)  # a body that comes later: the head goes out at the end of the turn
-    assert raw.writes == [HEAD + b"{}"]
-    await asyncio.sleep(0)
-    assert raw.writes == [HEAD + b"{}", HEAD]
-    transport.write(b"chunk")  # anything else is written at once
-    assert raw.writes[-1] == b"chunk"
-    transport.write(HEAD)
-    transport.close()  # nothing held is lost
-    assert raw.writes[-1] == HEAD and raw.closed
-    assert transport.get_write_buffer_size() == 0  # the rest is the transport's
 
